@@ -1,0 +1,43 @@
+import http from "node:http";
+import type { Registry } from "prom-client";
+
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+/**
+ * The admin port: /health (the process is up), /ready (its dependencies answer), /metrics
+ * (Prometheus). Kept off the management port so that it needs no credentials and can be
+ * firewalled separately.
+ */
+export function createAdminServer(registry: Registry, checks: ReadinessCheck[]): http.Server {
+  return http.createServer(async (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const send = (status: number, body: unknown, type = "application/json") => {
+      res.writeHead(status, { "Content-Type": type });
+      res.end(typeof body === "string" ? body : JSON.stringify(body));
+    };
+    try {
+      if (path === "/health") return send(200, { status: "ok" });
+      if (path === "/ready") {
+        const results = await Promise.all(
+          checks.map(async (c) => {
+            try {
+              await c.check();
+              return { name: c.name, ok: true };
+            } catch (error) {
+              return { name: c.name, ok: false, error: (error as Error).message };
+            }
+          }),
+        );
+        const ready = results.every((r) => r.ok);
+        return send(ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks: results });
+      }
+      if (path === "/metrics") return send(200, await registry.metrics(), registry.contentType);
+      send(404, { status: "error", message: "not found" });
+    } catch (error) {
+      send(500, { status: "error", message: (error as Error).message });
+    }
+  });
+}

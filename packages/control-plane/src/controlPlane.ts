@@ -1,0 +1,108 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { resolve } from "node:path";
+import http, { createServer } from "node:http";
+import { SecretBox, randomHex } from "@apigw/shared";
+import { createAdminServer } from "./admin/server";
+import type { Config } from "./config";
+import { createLogger, type Logger } from "./observability/logger";
+import { createMetrics, type Metrics } from "./observability/metrics";
+import { createManagementApp } from "./rest/app";
+import { CHANGE_CHANNEL, type ChangeNotification } from "./store/changes";
+import { openDatabase, type Database } from "./store/database";
+import { migrateToLatest } from "./store/migrate";
+
+export interface ControlPlane {
+  config: Config;
+  database: Database;
+  logger: Logger;
+  metrics: Metrics;
+  managementUrl: string;
+  adminUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The master key encrypts AppSecrets. With a Postgres server it must be given; the embedded
+ * default keeps a generated one beside its data so that `npm start` needs no set-up.
+ */
+function masterKey(config: Config, logger: Logger): string {
+  if (config.MASTER_KEY) return config.MASTER_KEY;
+  if (config.DATABASE_URL) {
+    throw new Error("MASTER_KEY must be set when DATABASE_URL is (it encrypts application secrets)");
+  }
+  if (config.DATA_DIR === "memory://") return randomHex(32);
+  const file = resolve(config.DATA_DIR, "master.key");
+  if (!existsSync(file)) {
+    mkdirSync(config.DATA_DIR, { recursive: true });
+    writeFileSync(file, randomHex(32) + "\n", { mode: 0o600 });
+    logger.warn({ file }, "generated a master key for the embedded store; set MASTER_KEY in production");
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const address = server.address() as AddressInfo;
+      const shownHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+      resolvePromise(`http://${shownHost}:${address.port}`);
+    });
+  });
+}
+
+export async function startControlPlane(config: Config, logger = createLogger(config.LOG_LEVEL, "control-plane")): Promise<ControlPlane> {
+  if (config.ADMIN_USER === "admin" && config.ADMIN_PASSWORD === "admin") {
+    logger.warn("the management API uses the default credentials admin/admin; set ADMIN_USER and ADMIN_PASSWORD");
+  }
+  const secretBox = new SecretBox(masterKey(config, logger));
+  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, logger });
+  const applied = await migrateToLatest(database.knex);
+  if (applied.length) logger.info({ applied }, "database migrations applied");
+
+  const metrics = createMetrics();
+  const unlisten = await database.listen(
+    CHANGE_CHANNEL,
+    (payload) => {
+      try {
+        const notification = JSON.parse(payload) as ChangeNotification;
+        for (const change of notification.changes) metrics.storeChanges.inc({ entity: change.entity });
+        logger.debug({ revision: notification.revision, changes: notification.changes.length }, "store changed");
+      } catch {
+        logger.warn("ignored a malformed change notification");
+      }
+    },
+    () => logger.info("change feed reconnected"),
+  );
+
+  const { app } = createManagementApp({ config, database, secretBox, logger }, metrics);
+  const management = createServer(app);
+  management.requestTimeout = 30_000;
+  management.headersTimeout = 10_000;
+  const admin = createAdminServer(metrics.registry, [
+    { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
+  ]);
+  const managementUrl = await listen(management, config.MANAGEMENT_PORT, config.HOST);
+  const adminUrl = await listen(admin, config.ADMIN_PORT, config.HOST);
+  logger.info({ managementUrl, adminUrl, database: database.kind }, "control plane started");
+
+  return {
+    config,
+    database,
+    logger,
+    metrics,
+    managementUrl,
+    adminUrl,
+    async stop() {
+      await Promise.all([
+        new Promise<void>((r) => management.close(() => r())),
+        new Promise<void>((r) => admin.close(() => r())),
+      ]);
+      management.closeAllConnections();
+      admin.closeAllConnections();
+      await unlisten();
+      await database.close();
+    },
+  };
+}

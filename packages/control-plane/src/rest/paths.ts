@@ -1,0 +1,1 @@
+export const BASE_PATH = "/api/management/v0.9";
