@@ -1,0 +1,4 @@
+import type { RouteDefinition } from "../framework";
+
+// Filled in by the authorizations work item.
+export const authorizationRoutes: RouteDefinition[] = [];

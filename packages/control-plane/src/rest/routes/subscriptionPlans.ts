@@ -1,0 +1,4 @@
+import type { RouteDefinition } from "../framework";
+
+// Filled in by the subscriptionPlans work item.
+export const subscriptionPlanRoutes: RouteDefinition[] = [];

@@ -1,0 +1,4 @@
+import type { RouteDefinition } from "../framework";
+
+// Filled in by the subscriptions work item.
+export const subscriptionRoutes: RouteDefinition[] = [];
