@@ -5,3 +5,5 @@ export * from "./model/stages";
 export * from "./policies/types";
 export * from "./policies/validate";
 export * from "./validation/primitives";
+export * from "./signature";
+export * from "./validation/issues";

@@ -1,5 +1,6 @@
 import type { Request, Response, Router } from "express";
 import { z } from "zod";
+import { formatZodIssues } from "@apigw/shared";
 import type { Role } from "../config";
 import { ApiError, fieldPath, type FieldError } from "../errors";
 import { deny, type AuthenticatedUser } from "./auth";
@@ -57,54 +58,7 @@ export function defineRoute<P, Q, B>(route: RouteDefinition<P, Q, B>): RouteDefi
 }
 
 export function zodIssuesToFieldErrors(issues: readonly z.core.$ZodIssue[], prefix = ""): FieldError[] {
-  const errors: FieldError[] = [];
-  for (const issue of issues) {
-    if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) {
-        errors.push({ field: fieldPath([...issue.path, key], prefix), message: "unknown field" });
-      }
-      continue;
-    }
-    if (issue.code === "invalid_union" && issue.errors.length > 0) {
-      // Report the branch that got furthest rather than a vague "invalid input".
-      const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0]!;
-      errors.push(...zodIssuesToFieldErrors(best.map((i) => ({ ...i, path: [...issue.path, ...i.path] })), prefix));
-      continue;
-    }
-    const field = fieldPath(issue.path, prefix);
-    errors.push({ field: field || prefix || "body", message: friendlyMessage(issue) });
-  }
-  return errors;
-}
-
-function depth(issues: readonly z.core.$ZodIssue[]): number {
-  return Math.max(0, ...issues.map((i) => i.path.length));
-}
-
-function friendlyMessage(issue: z.core.$ZodIssue): string {
-  // Messages written in our schemas are kept; zod's generic ones are rephrased.
-  if (!/^(Invalid|Too (big|small)|Unrecognized)/.test(issue.message)) return issue.message;
-  if (issue.code === "invalid_type") {
-    if (issue.message.includes("received undefined")) return "is required";
-    return `must be ${article(issue.expected)}`;
-  }
-  if (issue.code === "invalid_value") {
-    return `must be one of: ${issue.values.map((v) => String(v)).join(", ")}`;
-  }
-  if (issue.code === "too_big" && issue.origin === "string") return `must be at most ${issue.maximum} characters`;
-  if (issue.code === "too_small" && issue.origin === "string") {
-    return Number(issue.minimum) <= 1 ? "must not be empty" : `must be at least ${issue.minimum} characters`;
-  }
-  if (issue.code === "too_big" && issue.origin === "array") return `must have at most ${issue.maximum} items`;
-  if (issue.code === "too_small" && issue.origin === "array") return `must have at least ${issue.minimum} item(s)`;
-  if (issue.code === "too_big") return `must be at most ${issue.maximum}`;
-  if (issue.code === "too_small") return `must be at least ${issue.minimum}`;
-  return issue.message;
-}
-
-function article(expected: string): string {
-  const names: Record<string, string> = { int: "an integer", object: "an object", array: "an array", string: "a string", number: "a number", boolean: "a boolean" };
-  return names[expected] ?? expected;
+  return formatZodIssues(issues).map((issue) => ({ field: fieldPath(issue.path, prefix) || prefix || "body", message: issue.message }));
 }
 
 /** Validates params, query and body together, so every failing field is reported at once. */

@@ -106,7 +106,8 @@ const apiKeyAuth = z
     key: z.string().min(1).max(128).optional(),
     in: z.enum(["header", "query"]).optional(),
   })
-  .refine((p) => !(p.header && p.key), { error: "give either header or key, not both" });
+  .refine((p) => !(p.header && (p.key || p.in)), { error: "give either header, or key with in, not both" })
+  .refine((p) => !p.in || p.key, { error: "in needs key (the header or query parameter name)", path: ["key"] });
 
 const subscriptionKeyAuth = z.strictObject({ header: headerName.optional() });
 

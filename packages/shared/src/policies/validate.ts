@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { formatZodIssues } from "../validation/issues";
 import { ALL_POLICY_NAMES, findPolicyType, type PolicyTypeDefinition } from "./types";
 
 export interface PolicyIssue {
@@ -30,8 +31,8 @@ export function validatePolicy(
   }
   const result = (definition.schema as z.ZodType).safeParse(policy.params ?? {});
   if (!result.success) {
-    for (const issue of result.error.issues) {
-      issues.push({ path: ["params", ...(issue.path as (string | number)[])], message: issue.message });
+    for (const issue of formatZodIssues(result.error.issues)) {
+      issues.push({ path: ["params", ...issue.path], message: issue.message });
     }
   }
   return { definition, issues };

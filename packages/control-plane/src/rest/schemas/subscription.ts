@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { pattern, positiveInt, timestamp } from "@apigw/shared";
+import { positiveInt, timestamp } from "@apigw/shared";
 import { isoDate, uuid } from "./common";
 
 export const PLAN_STATUSES = ["ACTIVE", "INACTIVE"] as const;
@@ -10,14 +10,24 @@ export type PlanStatus = (typeof PLAN_STATUSES)[number];
 export type ThrottleUnit = (typeof THROTTLE_UNITS)[number];
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
+/** A required string: one error for empty, too long or not matching (the pattern runs only on a capped length). */
+function nonEmptyPattern(re: RegExp, max: number, message: string) {
+  return z
+    .string()
+    .min(1, { error: "must not be empty" })
+    .max(max, { error: `must be at most ${max} characters` })
+    .refine((s) => s.length === 0 || s.length > max || re.test(s), { error: message })
+    .meta({ pattern: re.source });
+}
+
 /** The throttle limit count is stored in a Postgres integer column. */
 const MAX_THROTTLE_COUNT = 2_147_483_647;
 
-const planName = pattern(
+const planName = nonEmptyPattern(
   /^[A-Za-z0-9][A-Za-z0-9 ._-]*$/,
   64,
   "must start with a letter or digit and contain only letters, digits, spaces, ., _ and -",
-).refine((s) => s.length > 0, { error: "must not be empty" });
+);
 const billingPlan = z.string().max(64, { error: "must be at most 64 characters" });
 const throttleLimitCount = positiveInt(MAX_THROTTLE_COUNT);
 const throttleLimitUnit = z.enum(THROTTLE_UNITS);
@@ -84,11 +94,7 @@ export const subscriptionPlanListSchema = z.object({
 });
 
 /** A token is opaque: any printable characters except whitespace. */
-const subscriptionToken = pattern(
-  /^[^\s\u0000-\u001f\u007f-\u009f]+$/,
-  512,
-  "must not contain whitespace or control characters",
-).refine((s) => s.length > 0, { error: "must not be empty" });
+const subscriptionToken = nonEmptyPattern(/^[^\s\u0000-\u001f\u007f-\u009f]+$/, 512, "must not contain whitespace or control characters");
 const externalId = z.string().max(128, { error: "must be at most 128 characters" });
 
 export const subscriptionCreateSchema = z.object({

@@ -148,6 +148,20 @@ function change(changes: ChangeRecorder, api: RestApiRow, name: string, op: "cre
   changes.record({ entity: "api_key", id: `${api.handle}/${name}`, op, apiIds: [api.handle] });
 }
 
+/**
+ * `<handle>-key-<8 random [a-z0-9]>`, with the handle reduced to what a key name may contain
+ * (lower case, runs of other characters become `-`) and cut so that the name stays within 63
+ * characters: a generated name always satisfies the rule that a chosen one must.
+ */
+export function generatedKeyName(apiHandle: string): string {
+  const base = apiHandle
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .slice(0, 50)
+    .replace(/^-+|-+$/g, "");
+  return `${base || "api"}-key-${randomAlphanumeric(8)}`;
+}
+
 export interface IssuedKey {
   row: ApiKeyRow;
   /** The full value, when we generated it (never for an external key). */
@@ -163,7 +177,7 @@ export async function createKey(
   quota: number,
 ): Promise<IssuedKey> {
   const now = new Date();
-  const name = body.name ?? `${api.handle}-key-${randomAlphanumeric(8)}`;
+  const name = body.name ?? generatedKeyName(api.handle);
   if (await findActiveKey(tx, api, name)) {
     throw ApiError.conflict(`API key '${name}' already exists for RestAPI '${api.handle}'`, "name");
   }

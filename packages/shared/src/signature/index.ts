@@ -1,0 +1,3 @@
+export * from "./stringToSign";
+export * from "./sign";
+export * from "./request";
