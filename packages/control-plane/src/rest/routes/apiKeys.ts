@@ -1,4 +1,6 @@
-import { writeTransaction } from "../../store/changes";
+import type { Knex } from "knex";
+import { writeTransaction, type ChangeRecorder } from "../../store/changes";
+import type { Services } from "../services";
 import {
   assertMayModify,
   createKey,
@@ -31,6 +33,27 @@ const ROLES = ["admin", "consumer"] as const;
 const OWNER_RULE = "Only the key's creator or an admin may call this (403 otherwise).";
 
 const actorOf = (user: AuthenticatedUser): Actor => ({ name: user.name, admin: user.role === "admin" });
+
+type ApiRow = Awaited<ReturnType<typeof getApiOr404>>;
+type KeyRow = Awaited<ReturnType<typeof getActiveKeyOr404>>;
+
+/** Regenerate and set-value share this: find the API and key, check the caller may change it, then apply `change` in one transaction. */
+async function modifyKey<T>(
+  services: Services,
+  params: { id: string; apiKeyName: string },
+  user: AuthenticatedUser,
+  change: (tx: Knex.Transaction, changes: ChangeRecorder, api: ApiRow, existing: KeyRow, quota: number) => Promise<T>,
+): Promise<{ api: ApiRow; issued: T; remaining: number }> {
+  const quota = services.config.API_KEY_QUOTA;
+  const { value } = await writeTransaction(services.database.knex, async (tx, changes) => {
+    const api = await getApiOr404(tx, params.id);
+    const existing = await getActiveKeyOr404(tx, api, params.apiKeyName);
+    assertMayModify(existing, actorOf(user));
+    const issued = await change(tx, changes, api, existing, quota);
+    return { api, issued, remaining: await remainingQuota(tx, api, user.name, quota) };
+  });
+  return value;
+}
 
 export const apiKeyRoutes: RouteDefinition[] = [
   defineRoute({
@@ -112,15 +135,9 @@ export const apiKeyRoutes: RouteDefinition[] = [
       404: { description: "No such API or key" },
     },
     async handler({ params, body, user, services }) {
-      const quota = services.config.API_KEY_QUOTA;
-      const { value } = await writeTransaction(services.database.knex, async (tx, changes) => {
-        const api = await getApiOr404(tx, params.id);
-        const existing = await getActiveKeyOr404(tx, api, params.apiKeyName);
-        assertMayModify(existing, actorOf(user));
-        const issued = await regenerateKey(tx, changes, api, existing, body, quota);
-        return { api, issued, remaining: await remainingQuota(tx, api, user.name, quota) };
-      });
-      const { api, issued, remaining } = value;
+      const { api, issued, remaining } = await modifyKey(services, params, user, (tx, changes, api, existing, quota) =>
+        regenerateKey(tx, changes, api, existing, body, quota),
+      );
       return {
         status: 200,
         body: {
@@ -153,15 +170,9 @@ export const apiKeyRoutes: RouteDefinition[] = [
       409: { description: "The value is already registered" },
     },
     async handler({ params, body, user, services }) {
-      const quota = services.config.API_KEY_QUOTA;
-      const { value } = await writeTransaction(services.database.knex, async (tx, changes) => {
-        const api = await getApiOr404(tx, params.id);
-        const existing = await getActiveKeyOr404(tx, api, params.apiKeyName);
-        assertMayModify(existing, actorOf(user));
-        const issued = await updateKeyValue(tx, changes, api, existing, body, quota);
-        return { api, issued, remaining: await remainingQuota(tx, api, user.name, quota) };
-      });
-      const { api, issued, remaining } = value;
+      const { api, issued, remaining } = await modifyKey(services, params, user, (tx, changes, api, existing, quota) =>
+        updateKeyValue(tx, changes, api, existing, body, quota),
+      );
       return {
         status: 200,
         body: {

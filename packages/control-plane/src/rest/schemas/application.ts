@@ -14,10 +14,6 @@ export type ApplicationStatus = (typeof APPLICATION_STATUSES)[number];
 export const MAX_KEY_PAIRS = 5;
 export const MAX_TAGS = 20;
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return UUID_PATTERN.test(value);
-}
 
 /**
  * A string with a length range and a (linear) pattern. The pattern runs only on strings of an

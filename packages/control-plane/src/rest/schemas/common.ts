@@ -46,3 +46,9 @@ export function addRelative(from: Date, value: z.infer<typeof relativeDuration>)
 }
 
 export const statusMessage = z.object({ status: successStatus, message: z.string() });
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Ids in paths are checked before any query, so a malformed one is a plain 404. */
+export function isUuid(value: string): boolean {
+  return UUID_PATTERN.test(value);
+}

@@ -16,10 +16,6 @@ export const PLUGIN_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
 export const PLUGIN_PARAMS_MAX_BYTES = 51_200;
 export const PLUGIN_PARAMS_TOO_BIG = "plug-in metadata exceeds 50 KB";
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return value.length === 36 && UUID_PATTERN.test(value);
-}
 
 export const pluginName = z
   .string()

@@ -145,7 +145,3 @@ export const subscriptionListSchema = z.object({
 });
 
 /** Path ids are matched, not validated: anything that is not a known UUID is a 404. */
-export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return value.length === 36 && UUID_PATTERN.test(value);
-}

@@ -1,8 +1,8 @@
+import { isUuid } from "../../rest/schemas/common";
 import { maskSecret, randomAlphanumeric, randomHex, sha256Hex, type SecretBox } from "@apigw/shared";
 import { ApiError } from "../../errors";
 import {
   MAX_KEY_PAIRS,
-  isUuid,
   type ApplicationCreate,
   type ApplicationStatus,
   type ApplicationUpdate,

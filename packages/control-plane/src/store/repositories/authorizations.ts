@@ -1,6 +1,7 @@
+import { isUuid } from "../../rest/schemas/common";
 import type { Stage } from "@apigw/shared";
 import { ApiError } from "../../errors";
-import { isUuid, type AuthorizationCreate, type AuthorizationListQuery, type AuthorizationUpdate } from "../../rest/schemas/application";
+import { type AuthorizationCreate, type AuthorizationListQuery, type AuthorizationUpdate } from "../../rest/schemas/application";
 import type { ChangeRecorder } from "../changes";
 import { getApplicationOr404 } from "./applications";
 import { findApi } from "./restApis";

@@ -1,6 +1,7 @@
+import { isUuid } from "../../rest/schemas/common";
 import { findPolicyType, type DeploymentState, type Stage } from "@apigw/shared";
 import { ApiError } from "../../errors";
-import { isUuid, type BindingRequest, type PluginCreate, type PluginUpdate } from "../../rest/schemas/plugin";
+import { type BindingRequest, type PluginCreate, type PluginUpdate } from "../../rest/schemas/plugin";
 import type { ChangeRecorder } from "../changes";
 import { iso, json, uniqueViolation, type Db } from "./util";
 import type { RestApiRow } from "./restApis";

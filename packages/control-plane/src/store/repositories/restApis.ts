@@ -6,6 +6,7 @@ import {
   type Stage,
 } from "@apigw/shared";
 import { ApiError } from "../../errors";
+import { isUuid } from "../../rest/schemas/common";
 import { pathKey, type RestApiRequest } from "../../rest/schemas/restApi";
 import type { ChangeRecorder } from "../changes";
 import { iso, json, uniqueViolation, type Db } from "./util";
@@ -63,7 +64,7 @@ export async function getApiOr404(db: Db, handle: string): Promise<RestApiRow> {
 export async function findApiByHandleOrId(db: Db, idOrHandle: string): Promise<RestApiRow | undefined> {
   const byHandle = await findApi(db, idOrHandle);
   if (byHandle) return byHandle;
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(idOrHandle)) {
+  if (isUuid(idOrHandle)) {
     return db<RestApiRow>("rest_apis").where({ id: idOrHandle.toLowerCase() }).first();
   }
   return undefined;

@@ -1,6 +1,6 @@
+import { isUuid } from "../../rest/schemas/common";
 import { ApiError } from "../../errors";
 import {
-  isUuid,
   pairingIssues,
   type PlanStatus,
   type SubscriptionPlanCreate,

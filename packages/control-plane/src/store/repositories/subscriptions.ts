@@ -1,7 +1,7 @@
+import { isUuid } from "../../rest/schemas/common";
 import { sha256Hex } from "@apigw/shared";
 import { ApiError } from "../../errors";
 import {
-  isUuid,
   type SubscriptionCreate,
   type SubscriptionListQuery,
   type SubscriptionStatus,
