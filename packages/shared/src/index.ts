@@ -7,3 +7,7 @@ export * from "./policies/validate";
 export * from "./validation/primitives";
 export * from "./signature";
 export * from "./validation/issues";
+export * from "./credentials/store";
+export * from "./credentials/projectedScope";
+export * from "./credentials/memoryStore";
+export * from "./credentials/redisStore";

@@ -1,0 +1,81 @@
+import type { CredentialStore, ScopeRef } from "./store";
+import { scopeKey, parseScopeKey } from "./store";
+
+/**
+ * The in-process credential store of the embedded default (`npm start` with no REDIS_URL): the
+ * same contract as Redis, for one process. Expired entries are dropped lazily and by a sweep.
+ */
+export class MemoryCredentialStore implements CredentialStore {
+  private readonly scopes = new Map<string, Map<string, string>>();
+  private readonly expiring = new Map<string, { value: number; expiresAt: number }>();
+  private readonly meta = new Map<string, string>();
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(private readonly now: () => number = Date.now) {
+    this.sweep = setInterval(() => this.dropExpired(), 30_000);
+    this.sweep.unref();
+  }
+
+  async replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void> {
+    this.scopes.set(scopeKey(scope), new Map(Object.entries(fields)));
+  }
+
+  async deleteScope(scope: ScopeRef): Promise<void> {
+    this.scopes.delete(scopeKey(scope));
+  }
+
+  async listScopes(): Promise<ScopeRef[]> {
+    return [...this.scopes.keys()].map(parseScopeKey).filter((s): s is ScopeRef => s !== undefined);
+  }
+
+  async readFields(scope: ScopeRef, fields: readonly string[]): Promise<(string | null)[]> {
+    const hash = this.scopes.get(scopeKey(scope));
+    return fields.map((f) => hash?.get(f) ?? null);
+  }
+
+  async claimOnce(key: string, ttlSeconds: number): Promise<boolean> {
+    const entry = this.live(key);
+    if (entry) return false;
+    this.expiring.set(key, { value: 1, expiresAt: this.now() + ttlSeconds * 1000 });
+    return true;
+  }
+
+  async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
+    const entry = this.live(key);
+    if (entry) {
+      entry.value += by;
+      return entry.value;
+    }
+    this.expiring.set(key, { value: by, expiresAt: this.now() + ttlSeconds * 1000 });
+    return by;
+  }
+
+  async setMeta(name: string, value: string): Promise<void> {
+    this.meta.set(name, value);
+  }
+
+  async getMeta(name: string): Promise<string | null> {
+    return this.meta.get(name) ?? null;
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.sweep);
+  }
+
+  private live(key: string) {
+    const entry = this.expiring.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.expiring.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private dropExpired(): void {
+    const now = this.now();
+    for (const [key, entry] of this.expiring) if (entry.expiresAt <= now) this.expiring.delete(key);
+  }
+}

@@ -1,0 +1,148 @@
+import { Redis, Cluster, type RedisOptions } from "ioredis";
+import type { CredentialStore, ScopeRef } from "./store";
+import { KEY_PREFIX, metaKey, parseScopeKey, scopeKey } from "./store";
+
+export interface RedisConnectionOptions {
+  /** `redis://[:password@]host:port/db` or `rediss://…` for a single server. */
+  url?: string;
+  /** Sentinel: `host:port,host:port` and the master's name. */
+  sentinels?: string;
+  sentinelMaster?: string;
+  /** Cluster: `host:port,host:port` seed nodes. */
+  clusterNodes?: string;
+  /** How long a command may take before it fails (ms). */
+  commandTimeoutMs?: number;
+}
+
+const INCREMENT_SCRIPT = `
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return value`;
+
+function hostPorts(list: string): { host: string; port: number }[] {
+  return list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [host, port] = entry.split(":");
+      return { host: host!, port: Number(port ?? 6379) };
+    });
+}
+
+/**
+ * Commands fail fast while Redis is unreachable (no offline queue, no retries per request), so a
+ * caller can answer at once (ext_authz fails closed with 503) instead of queueing without bound;
+ * the connection itself keeps reconnecting in the background with capped backoff.
+ */
+export function connectRedis(options: RedisConnectionOptions): Redis | Cluster {
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    lazyConnect: false,
+  };
+  if (options.clusterNodes) {
+    return new Cluster(hostPorts(options.clusterNodes), { enableOfflineQueue: false, redisOptions: common, clusterRetryStrategy: common.retryStrategy });
+  }
+  if (options.sentinels) {
+    return new Redis({ ...common, sentinels: hostPorts(options.sentinels), name: options.sentinelMaster ?? "mymaster" });
+  }
+  return new Redis(options.url ?? "redis://127.0.0.1:6379", common);
+}
+
+type WithIncrement = { apigwIncrement(key: string, by: string, ttl: string): Promise<number> };
+
+export class RedisCredentialStore implements CredentialStore {
+  constructor(readonly redis: Redis | Cluster) {
+    // defineCommand sends EVALSHA, falling back to EVAL once when the script is not cached.
+    redis.defineCommand("apigwIncrement", { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
+  }
+
+  async replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void> {
+    const key = scopeKey(scope);
+    const entries = Object.entries(fields);
+    if (entries.length === 0) {
+      await this.redis.del(key);
+      return;
+    }
+    // Build a staging copy, then RENAME it over the live key: readers see the old scope or the new one, never a mix.
+    const staging = `${key}:next`;
+    const multi = this.redis.multi();
+    multi.del(staging);
+    for (let i = 0; i < entries.length; i += 1000) {
+      multi.hset(staging, Object.fromEntries(entries.slice(i, i + 1000)));
+    }
+    multi.rename(staging, key);
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error);
+    if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+  }
+
+  async deleteScope(scope: ScopeRef): Promise<void> {
+    await this.redis.del(scopeKey(scope));
+  }
+
+  async listScopes(): Promise<ScopeRef[]> {
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes("master") : [this.redis];
+    const scopes: ScopeRef[] = [];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", `${KEY_PREFIX}scope:{*}`, "COUNT", 1000);
+        cursor = next;
+        for (const key of keys) {
+          const scope = parseScopeKey(key);
+          if (scope) scopes.push(scope);
+        }
+      } while (cursor !== "0");
+    }
+    return scopes;
+  }
+
+  async readFields(scope: ScopeRef, fields: readonly string[]): Promise<(string | null)[]> {
+    if (fields.length === 0) return [];
+    return this.redis.hmget(scopeKey(scope), ...fields);
+  }
+
+  async claimOnce(key: string, ttlSeconds: number): Promise<boolean> {
+    return (await this.redis.set(key, "1", "EX", ttlSeconds, "NX")) === "OK";
+  }
+
+  async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
+    return Number(await (this.redis as unknown as WithIncrement).apigwIncrement(key, String(by), String(ttlSeconds)));
+  }
+
+  async setMeta(name: string, value: string): Promise<void> {
+    await this.redis.set(metaKey(name), value);
+  }
+
+  async getMeta(name: string): Promise<string | null> {
+    return this.redis.get(metaKey(name));
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}
+
+/** Resolves once the connection is ready (commands fail fast before that), or rejects after `timeoutMs`. */
+export function redisReady(redis: Redis | Cluster, timeoutMs = 5000): Promise<void> {
+  if (redis.status === "ready") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off("ready", onReady);
+      reject(new Error(`Redis not ready after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once("ready", onReady);
+  });
+}

@@ -1,0 +1,62 @@
+import type { Stage } from "../model/stages";
+
+/**
+ * The credential store between the control plane (the only writer: the projection) and the
+ * ext_authz service (a reader). Production: Redis. Embedded default: in process. Same contract.
+ *
+ * Everything ext_authz needs for one API and stage is one *scope*: a hash whose fields are
+ * `config` and one field per credential (see `scopeField`). A scope is replaced as a whole and
+ * atomically, so a reader never sees half an update and a rebuild has no window where valid
+ * credentials are missing.
+ */
+export interface ScopeRef {
+  apiId: string;
+  stage: Stage;
+}
+
+export interface CredentialStore {
+  /** Atomically replaces the scope's fields with `fields` (fields not given are gone afterwards). */
+  replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void>;
+  deleteScope(scope: ScopeRef): Promise<void>;
+  listScopes(): Promise<ScopeRef[]>;
+  /** Values of the given fields of a scope, `null` where absent (one round trip). */
+  readFields(scope: ScopeRef, fields: readonly string[]): Promise<(string | null)[]>;
+  /** Stores `key` if it is absent, with an expiry; true when it was absent (nonce replay check). */
+  claimOnce(key: string, ttlSeconds: number): Promise<boolean>;
+  /** Adds `by` to a counter that expires `ttlSeconds` after its first increment; returns the new count. */
+  increment(key: string, ttlSeconds: number, by?: number): Promise<number>;
+  setMeta(name: string, value: string): Promise<void>;
+  getMeta(name: string): Promise<string | null>;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Key prefix of everything the project keeps in Redis. */
+export const KEY_PREFIX = "apigw:";
+
+/** Field names inside a scope. Credentials appear only as hashes, AppKeys as they are (identifiers, not secrets). */
+export const scopeField = {
+  config: "config",
+  apiKey: (sha256: string) => `key:${sha256}`,
+  subscription: (tokenSha256: string) => `sub:${tokenSha256}`,
+  appKey: (appKey: string) => `app:${appKey}`,
+  appCode: (codeSha256: string) => `code:${codeSha256}`,
+} as const;
+
+/**
+ * Redis key of a scope. The `{…}` hash tag keeps a scope and its staging copy in one Redis
+ * Cluster slot, so the atomic RENAME works there too. Handles cannot contain braces.
+ */
+export function scopeKey(scope: ScopeRef): string {
+  return `${KEY_PREFIX}scope:{${scope.apiId}:${scope.stage}}`;
+}
+
+export function parseScopeKey(key: string): ScopeRef | undefined {
+  const match = /^apigw:scope:\{(.+):(RELEASE|TEST)\}$/.exec(key);
+  return match ? { apiId: match[1]!, stage: match[2] as Stage } : undefined;
+}
+
+export const nonceKey = (appKey: string, nonce: string) => `${KEY_PREFIX}nonce:${appKey}:${nonce}`;
+export const counterKey = (...parts: string[]) => `${KEY_PREFIX}count:${parts.join(":")}`;
+export const metaKey = (name: string) => `${KEY_PREFIX}meta:${name}`;
