@@ -187,3 +187,14 @@ describe("store", () => {
     });
   });
 });
+
+describe("store: partial gateway reads", () => {
+  it("reads only the named APIs, leaving out undeployed and unknown ones, at the current revision", async () => {
+    await post("/rest-apis", restApi());
+    await post("/rest-apis", otherApi());
+    await post("/rest-apis", otherApi("hidden", { displayName: "Hidden", context: "/hidden", deploymentState: "undeployed" }));
+    const partial = await loadGatewayConfig(harness().database.knex, { handles: ["petstore-v1", "hidden", "missing"] });
+    expect(partial.revision).to.equal(3);
+    expect(partial.apis.map((a) => a.handle)).to.deep.equal(["petstore-v1"]);
+  });
+});

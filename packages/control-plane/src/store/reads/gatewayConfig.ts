@@ -60,21 +60,23 @@ interface ApiRow {
 }
 
 /**
- * One consistent read of everything the translator turns into Envoy resources. Undeployed APIs
- * are left out (their bindings stay in the store and return with them).
+ * One consistent read of everything the translator turns into Envoy resources (or of some APIs
+ * only, with `handles`). Undeployed APIs are left out (their bindings stay in the store and
+ * return with them).
  */
-export async function loadGatewayConfig(knex: Knex): Promise<GatewayConfig> {
+export async function loadGatewayConfig(knex: Knex, options: { handles?: readonly string[] } = {}): Promise<GatewayConfig> {
   return readSnapshot(knex, async (tx, revision) => {
-    const rows = (await tx("rest_apis")
-      .where({ deployment_state: "deployed" })
-      .orderBy("handle")
-      .select("id", "handle", "resolved_context", "document", "deployed_at", "updated_at")) as ApiRow[];
-    const bindings = (await tx("plugin_bindings as b")
+    const query = tx("rest_apis").where({ deployment_state: "deployed" }).orderBy("handle");
+    // `handles` limits the read to some APIs (an incremental update after a change notification).
+    if (options.handles) query.whereIn("handle", [...options.handles]);
+    const rows = (await query.select("id", "handle", "resolved_context", "document", "deployed_at", "updated_at")) as ApiRow[];
+    const bindingQuery = tx("plugin_bindings as b")
       .join("plugins as p", "p.id", "b.plugin_id")
       .join("rest_apis as a", "a.id", "b.api_id")
       .where("a.deployment_state", "deployed")
-      .orderBy([{ column: "b.api_id" }, { column: "b.stage" }, { column: "p.type" }])
-      .select("b.api_id", "b.stage", "b.plugin_id", "p.name", "p.type", "p.params")) as PluginBindingRow[];
+      .orderBy([{ column: "b.api_id" }, { column: "b.stage" }, { column: "p.type" }]);
+    if (options.handles) bindingQuery.whereIn("a.handle", [...options.handles]);
+    const bindings = (await bindingQuery.select("b.api_id", "b.stage", "b.plugin_id", "p.name", "p.type", "p.params")) as PluginBindingRow[];
     const bindingsByApi = new Map<string, PluginBindingRow[]>();
     for (const binding of bindings) {
       const list = bindingsByApi.get(binding.api_id) ?? [];
