@@ -1,0 +1,91 @@
+import {
+  scopeField,
+  type ProjectedApiKey,
+  type ProjectedApplication,
+  type ProjectedSubscription,
+  type ScopeConfig,
+} from "@apigw/shared";
+import type { CredentialData } from "../store/reads/credentials";
+
+/*
+ * The pure half of the projection: one API and stage's credential data (one consistent snapshot
+ * of Postgres) → the fields of its scope in the credential store, exactly as ext_authz reads them
+ * (`@apigw/shared` credentials/projectedScope.ts). The store only ever holds hashes of API keys,
+ * subscription tokens and AppCodes, and AppSecrets sealed with the master key; there is no raw
+ * credential in the data to begin with, and nothing here adds one.
+ */
+
+const KEY_STATUS_RANK: Record<ProjectedApiKey["status"], number> = { active: 0, grace: 1, expired: 2 };
+
+/**
+ * The scope's fields, keys in sorted order: the same data always gives the same fields and the
+ * same JSON text (so a rebuild that changes nothing rewrites identical values).
+ */
+export function projectScope(data: CredentialData): Record<string, string> {
+  const fields = new Map<string, string>();
+
+  const config: ScopeConfig = {
+    revision: data.revision,
+    apiId: data.apiId,
+    stage: data.stage,
+    deployed: data.deployed,
+    accepts: data.accepts,
+    ...(data.ipControl ? { ipControl: data.ipControl } : {}),
+    ...(data.trafficControl ? { trafficControl: data.trafficControl } : {}),
+    operations: sortedObject(data.operations),
+  };
+  fields.set(scopeField.config, JSON.stringify(config));
+
+  // Active keys and the previous values of regenerated keys (grace). Should two entries ever share
+  // a hash, the one that admits the request wins over an expired one, deterministically.
+  const keyStatus = new Map<string, ProjectedApiKey["status"]>();
+  for (const key of data.apiKeys) {
+    const field = scopeField.apiKey(key.hash);
+    const seen = keyStatus.get(field);
+    if (seen !== undefined && KEY_STATUS_RANK[seen] <= KEY_STATUS_RANK[key.status]) continue;
+    keyStatus.set(field, key.status);
+    const value: ProjectedApiKey = { name: key.name, status: key.status, expiresAt: key.expiresAt };
+    fields.set(field, JSON.stringify(value));
+  }
+
+  for (const subscription of data.subscriptions) {
+    const value: ProjectedSubscription = {
+      id: subscription.id,
+      status: subscription.status,
+      applicationId: subscription.applicationId,
+      plan: subscription.plan
+        ? {
+            id: subscription.plan.id,
+            name: subscription.plan.name,
+            status: subscription.plan.status,
+            throttleLimitCount: subscription.plan.throttleLimitCount,
+            throttleLimitUnit: subscription.plan.throttleLimitUnit,
+            stopOnQuotaReach: subscription.plan.stopOnQuotaReach,
+            expiryTime: subscription.plan.expiryTime,
+          }
+        : null,
+    };
+    fields.set(scopeField.subscription(subscription.tokenHash), JSON.stringify(value));
+  }
+
+  for (const app of data.applications) {
+    const common: ProjectedApplication = {
+      appId: app.id,
+      name: app.name,
+      status: app.status,
+      extInfo: app.extInfo,
+      authorizationExpiresAt: app.authorization.expiresAt,
+    };
+    fields.set(scopeField.appCode(app.appCodeHash), JSON.stringify(common));
+    for (const pair of app.keyPairs) {
+      const value: ProjectedApplication = { ...common, secretSealed: pair.secretSealed, appKey: pair.appKey };
+      fields.set(scopeField.appKey(pair.appKey), JSON.stringify(value));
+    }
+  }
+
+  return Object.fromEntries([...fields.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function sortedObject<T>(record: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
