@@ -28,7 +28,16 @@ const TABLES = [
 ];
 
 export async function resetStore(): Promise<void> {
-  await harness().database.knex.raw(`TRUNCATE ${TABLES.join(", ")} RESTART IDENTITY CASCADE`);
+  // The running control plane's own readers (projection, xDS) may hold snapshot locks at this
+  // moment; TRUNCATE can then lose a deadlock. Retrying is safe: it is all or nothing.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await harness().database.knex.raw(`TRUNCATE ${TABLES.join(", ")} RESTART IDENTITY CASCADE`);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "40P01" || attempt >= 5) throw error;
+    }
+  }
 }
 
 export const mochaHooks = {

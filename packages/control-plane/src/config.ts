@@ -13,7 +13,20 @@ const schema = z.object({
   DATABASE_URL: z.string().optional(),
   /** Where the embedded Postgres keeps its data when DATABASE_URL is not set. */
   DATA_DIR: z.string().default(".data"),
+  /** Redis for the credential projection; unset = the in-process store (embedded default). */
   REDIS_URL: z.string().optional(),
+  /** Redis Sentinel instead of REDIS_URL: `host:port,host:port` and the master's name. */
+  REDIS_SENTINELS: z.string().optional(),
+  REDIS_SENTINEL_MASTER: z.string().default("mymaster"),
+  /** Redis Cluster instead of REDIS_URL: `host:port,host:port` seed nodes. */
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  /** ADS (xDS) gRPC port for Envoy. */
+  XDS_PORT: portNumber.default(18000),
+  /** Run the ext_authz service inside this process (default: when no Redis is configured). */
+  EXT_AUTHZ_EMBEDDED: z.enum(["true", "false"]).optional(),
+  EXT_AUTHZ_PORT: portNumber.default(9191),
+  /** How long a burst of store changes is gathered before the gateways' configuration is rebuilt. */
+  XDS_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(5),
   ADMIN_USER: z.string().min(1).default("admin"),
   ADMIN_PASSWORD: z.string().min(1).default("admin"),
   /** Extra users: `name:password:role` entries separated by `;` (roles: admin, developer, consumer). */

@@ -2,7 +2,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import http, { createServer } from "node:http";
-import { SecretBox, randomHex } from "@apigw/shared";
+import {
+  MemoryCredentialStore,
+  RedisCredentialStore,
+  SecretBox,
+  connectRedis,
+  randomHex,
+  type CredentialStore,
+} from "@apigw/shared";
+import { CredentialProjector } from "./projection/projector";
 import { createAdminServer } from "./admin/server";
 import type { Config } from "./config";
 import { createLogger, type Logger } from "./observability/logger";
@@ -15,6 +23,8 @@ import { migrateToLatest } from "./store/migrate";
 export interface ControlPlane {
   config: Config;
   database: Database;
+  credentialStore: CredentialStore;
+  projector: CredentialProjector;
   logger: Logger;
   metrics: Metrics;
   managementUrl: string;
@@ -39,6 +49,21 @@ function masterKey(config: Config, logger: Logger): string {
     logger.warn({ file }, "generated a master key for the embedded store; set MASTER_KEY in production");
   }
   return readFileSync(file, "utf8").trim();
+}
+
+/** Redis when configured (single server, Sentinel or Cluster); otherwise the in-process store of the embedded default. */
+export function createCredentialStore(config: Config): CredentialStore {
+  if (config.REDIS_URL || config.REDIS_SENTINELS || config.REDIS_CLUSTER_NODES) {
+    return new RedisCredentialStore(
+      connectRedis({
+        url: config.REDIS_URL,
+        sentinels: config.REDIS_SENTINELS,
+        sentinelMaster: config.REDIS_SENTINEL_MASTER,
+        clusterNodes: config.REDIS_CLUSTER_NODES,
+      }),
+    );
+  }
+  return new MemoryCredentialStore();
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<string> {
@@ -76,12 +101,24 @@ export async function startControlPlane(config: Config, logger = createLogger(co
     () => logger.info("change feed reconnected"),
   );
 
+  const credentialStore = createCredentialStore(config);
+  const projector = new CredentialProjector({ knex: database.knex, database, store: credentialStore, logger, metrics: metrics.registry });
+  await projector.start();
+
   const { app } = createManagementApp({ config, database, secretBox, logger }, metrics);
   const management = createServer(app);
   management.requestTimeout = 30_000;
   management.headersTimeout = 10_000;
   const admin = createAdminServer(metrics.registry, [
     { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
+    { name: "credential store", check: () => credentialStore.ping() },
+    {
+      name: "credential projection",
+      check: async () => {
+        const status = projector.status();
+        if (status.lagging) throw new Error(`projection lagging: ${status.lastError ?? "catching up"}`);
+      },
+    },
   ]);
   const managementUrl = await listen(management, config.MANAGEMENT_PORT, config.HOST);
   const adminUrl = await listen(admin, config.ADMIN_PORT, config.HOST);
@@ -90,6 +127,8 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   return {
     config,
     database,
+    credentialStore,
+    projector,
     logger,
     metrics,
     managementUrl,
@@ -101,7 +140,9 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       ]);
       management.closeAllConnections();
       admin.closeAllConnections();
+      await projector.stop();
       await unlisten();
+      await credentialStore.close();
       await database.close();
     },
   };
