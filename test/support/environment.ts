@@ -19,6 +19,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({
     MANAGEMENT_PORT: "0",
     ADMIN_PORT: "0",
+    XDS_PORT: "0",
+    EXT_AUTHZ_PORT: "0",
     HOST: "127.0.0.1",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
     ADMIN_USER: USERS.admin.name,

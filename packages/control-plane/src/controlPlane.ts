@@ -11,6 +11,8 @@ import {
   type CredentialStore,
 } from "@apigw/shared";
 import { CredentialProjector } from "./projection/projector";
+import { GatewayPipeline } from "./pipeline/gatewayPipeline";
+import { createXdsMetrics, createXdsServer, xdsAdminHandlers, type XdsServer } from "./xds";
 import { createAdminServer } from "./admin/server";
 import type { Config } from "./config";
 import { createLogger, type Logger } from "./observability/logger";
@@ -25,6 +27,9 @@ export interface ControlPlane {
   database: Database;
   credentialStore: CredentialStore;
   projector: CredentialProjector;
+  pipeline: GatewayPipeline;
+  xds: XdsServer;
+  xdsPort: number;
   logger: Logger;
   metrics: Metrics;
   managementUrl: string;
@@ -105,10 +110,27 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   const projector = new CredentialProjector({ knex: database.knex, database, store: credentialStore, logger, metrics: metrics.registry });
   await projector.start();
 
+  const pipeline = new GatewayPipeline({
+    knex: database.knex,
+    database,
+    logger,
+    coalesceMs: config.XDS_COALESCE_MS,
+    registry: metrics.registry,
+  });
+  await pipeline.start();
+  const xds = await createXdsServer({
+    cache: pipeline.cache,
+    logger,
+    metrics: createXdsMetrics(metrics.registry),
+    port: config.XDS_PORT,
+    host: config.HOST,
+  });
+
   const { app } = createManagementApp({ config, database, secretBox, logger }, metrics);
   const management = createServer(app);
   management.requestTimeout = 30_000;
   management.headersTimeout = 10_000;
+  const adminHandlers = xdsAdminHandlers({ server: xds, cache: pipeline.cache });
   const admin = createAdminServer(metrics.registry, [
     { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
     { name: "credential store", check: () => credentialStore.ping() },
@@ -119,16 +141,22 @@ export async function startControlPlane(config: Config, logger = createLogger(co
         if (status.lagging) throw new Error(`projection lagging: ${status.lastError ?? "catching up"}`);
       },
     },
-  ]);
+  ], {
+    "/xds/nodes": (query) => adminHandlers["/xds/nodes"](query),
+    "/config_dump": (query) => adminHandlers["/config_dump"](query),
+  });
   const managementUrl = await listen(management, config.MANAGEMENT_PORT, config.HOST);
   const adminUrl = await listen(admin, config.ADMIN_PORT, config.HOST);
-  logger.info({ managementUrl, adminUrl, database: database.kind }, "control plane started");
+  logger.info({ managementUrl, adminUrl, xdsPort: xds.port, database: database.kind }, "control plane started");
 
   return {
     config,
     database,
     credentialStore,
     projector,
+    pipeline,
+    xds,
+    xdsPort: xds.port,
     logger,
     metrics,
     managementUrl,
@@ -140,6 +168,8 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       ]);
       management.closeAllConnections();
       admin.closeAllConnections();
+      await xds.close();
+      await pipeline.stop();
       await projector.stop();
       await unlisten();
       await credentialStore.close();

@@ -11,9 +11,14 @@ export interface ReadinessCheck {
  * (Prometheus). Kept off the management port so that it needs no credentials and can be
  * firewalled separately.
  */
-export function createAdminServer(registry: Registry, checks: ReadinessCheck[]): http.Server {
+export type AdminHandler = (
+  query: URLSearchParams,
+) => { status: number; body: unknown; headers?: Record<string, string> } | Promise<{ status: number; body: unknown; headers?: Record<string, string> }>;
+
+export function createAdminServer(registry: Registry, checks: ReadinessCheck[], handlers: Record<string, AdminHandler> = {}): http.Server {
   return http.createServer(async (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const url = new URL(req.url ?? "/", "http://admin");
+    const path = url.pathname;
     const send = (status: number, body: unknown, type = "application/json") => {
       res.writeHead(status, { "Content-Type": type });
       res.end(typeof body === "string" ? body : JSON.stringify(body));
@@ -35,6 +40,12 @@ export function createAdminServer(registry: Registry, checks: ReadinessCheck[]):
         return send(ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks: results });
       }
       if (path === "/metrics") return send(200, await registry.metrics(), registry.contentType);
+      const handler = handlers[path];
+      if (handler && req.method === "GET") {
+        const result = await handler(url.searchParams);
+        for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+        return send(result.status, result.body);
+      }
       send(404, { status: "error", message: "not found" });
     } catch (error) {
       send(500, { status: "error", message: (error as Error).message });

@@ -1,0 +1,207 @@
+import type { Knex } from "knex";
+import { Counter, Histogram, type Registry } from "prom-client";
+import type { Logger } from "../observability/logger";
+import { CHANGE_CHANNEL, type ChangeNotification } from "../store/changes";
+import type { Database } from "../store/database";
+import { loadGatewayConfig, type GatewayApi, type GatewayConfig } from "../store/reads/gatewayConfig";
+import { selectApisForGateway, translate, type TranslatorOptions } from "../translator";
+import { DEFAULT_GROUP, SnapshotCache, buildSnapshot, type Snapshot } from "../xds";
+
+export interface GatewayPipelineOptions {
+  knex: Knex;
+  database: Pick<Database, "listen">;
+  logger: Logger;
+  translator?: TranslatorOptions;
+  /** How long a burst of changes is gathered before one rebuild (the bound on added latency). */
+  coalesceMs?: number;
+  registry?: Registry;
+}
+
+/**
+ * From store changes to xDS snapshots: keeps the deployed APIs in memory, re-reads only the APIs
+ * a change notification names (a full reload after a truncated notification or a reconnect of
+ * the change feed), and, after a short coalescing window, translates and publishes a snapshot
+ * for every gateway group that has connected (plus the default group). A configuration that
+ * fails validation is never published: the last good snapshot stays, and the error is logged and
+ * counted.
+ */
+export class GatewayPipeline {
+  readonly cache: SnapshotCache;
+  private readonly apis = new Map<string, GatewayApi>();
+  private readonly previous = new Map<string, Snapshot>();
+  private revision = 0;
+  private pendingHandles = new Set<string>();
+  private pendingFull = false;
+  private pendingRevision = 0;
+  private firstPendingAt?: number;
+  private timer?: NodeJS.Timeout;
+  private chain: Promise<void> = Promise.resolve();
+  private unlisten?: () => Promise<void>;
+  private stopped = false;
+  private readonly coalesceMs: number;
+  private readonly metrics?: { rebuilds: Counter<"kind">; failures: Counter; duration: Histogram<"stage">; delay: Histogram };
+
+  constructor(private readonly options: GatewayPipelineOptions) {
+    this.coalesceMs = options.coalesceMs ?? 5;
+    this.cache = new SnapshotCache({
+      logger: options.logger,
+      // A gateway group seen for the first time gets its snapshot built from the current state.
+      provider: async (group) => ({ snapshot: this.buildFor(group), revision: this.revision }),
+    });
+    if (options.registry) {
+      const registers = [options.registry];
+      this.metrics = {
+        rebuilds: new Counter({ name: "apigw_xds_rebuilds_total", help: "Snapshot rebuilds by kind (full or incremental)", labelNames: ["kind"], registers }),
+        failures: new Counter({ name: "apigw_xds_rebuild_failures_total", help: "Rebuilds whose configuration failed translation or validation (not published)", registers }),
+        duration: new Histogram({
+          name: "apigw_xds_rebuild_seconds",
+          help: "Time per rebuild stage",
+          labelNames: ["stage"],
+          buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+          registers,
+        }),
+        delay: new Histogram({
+          name: "apigw_xds_change_to_snapshot_seconds",
+          help: "From the first change notification of a batch to its snapshot being published",
+          buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+          registers,
+        }),
+      };
+    }
+  }
+
+  /** The store revision the published snapshots reflect. */
+  get publishedRevision(): number {
+    return this.revision;
+  }
+
+  async start(): Promise<void> {
+    this.unlisten = await this.options.database.listen(
+      CHANGE_CHANNEL,
+      (payload) => this.onNotification(payload),
+      () => this.requestFull(),
+    );
+    await this.enqueue(() => this.reload(true, new Set(), 0));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.unlisten?.();
+    await this.chain.catch(() => undefined);
+  }
+
+  /** Resolves when everything notified so far has been published. */
+  async settled(): Promise<void> {
+    while (this.timer || this.pendingFull || this.pendingHandles.size > 0) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await this.chain;
+  }
+
+  requestFull(): void {
+    this.pendingFull = true;
+    this.schedule();
+  }
+
+  private onNotification(payload: string): void {
+    let notification: ChangeNotification;
+    try {
+      notification = JSON.parse(payload) as ChangeNotification;
+    } catch {
+      this.options.logger.warn("malformed change notification; reloading all APIs");
+      return this.requestFull();
+    }
+    this.pendingRevision = Math.max(this.pendingRevision, notification.revision);
+    if (notification.truncated) return this.requestFull();
+    let touched = false;
+    for (const change of notification.changes) {
+      for (const handle of change.apiIds ?? []) {
+        this.pendingHandles.add(handle);
+        touched = true;
+      }
+    }
+    if (touched) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.timer) return;
+    this.firstPendingAt ??= performance.now();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const full = this.pendingFull;
+      const handles = this.pendingHandles;
+      const revision = this.pendingRevision;
+      const since = this.firstPendingAt;
+      this.pendingFull = false;
+      this.pendingHandles = new Set();
+      this.firstPendingAt = undefined;
+      void this.enqueue(async () => {
+        await this.reload(full, handles, revision);
+        if (since !== undefined) this.metrics?.delay.observe((performance.now() - since) / 1000);
+      });
+    }, this.coalesceMs);
+  }
+
+  private enqueue(work: () => Promise<void>): Promise<void> {
+    this.chain = this.chain.then(work).catch((error) => {
+      this.options.logger.error({ err: error }, "gateway configuration rebuild failed; will retry with a full reload");
+      this.metrics?.failures.inc();
+      if (!this.stopped) setTimeout(() => this.requestFull(), 1000).unref();
+    });
+    return this.chain;
+  }
+
+  private async reload(full: boolean, handles: Set<string>, notifiedRevision: number): Promise<void> {
+    const started = performance.now();
+    if (full) {
+      const config = await loadGatewayConfig(this.options.knex);
+      this.apis.clear();
+      for (const api of config.apis) this.apis.set(api.handle, api);
+      this.revision = Math.max(config.revision, notifiedRevision);
+    } else {
+      if (handles.size === 0) return;
+      const config = await loadGatewayConfig(this.options.knex, { handles: [...handles] });
+      const found = new Map(config.apis.map((a) => [a.handle, a]));
+      for (const handle of handles) {
+        const api = found.get(handle);
+        if (api) this.apis.set(handle, api);
+        else this.apis.delete(handle);
+      }
+      // Label with the newest revision notified: every change up to it has been applied.
+      this.revision = Math.max(this.revision, notifiedRevision);
+    }
+    this.metrics?.duration.observe({ stage: "read" }, (performance.now() - started) / 1000);
+    this.metrics?.rebuilds.inc({ kind: full ? "full" : "incremental" });
+    this.publish();
+  }
+
+  private currentConfig(): GatewayConfig {
+    return { revision: this.revision, apis: [...this.apis.values()].sort((a, b) => (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0)) };
+  }
+
+  private buildFor(group: string, config = this.currentConfig()): Snapshot {
+    const started = performance.now();
+    const resources = translate(selectApisForGateway(config, group), this.options.translator);
+    const translated = performance.now();
+    const snapshot = buildSnapshot(resources, { previous: this.previous.get(group) });
+    this.previous.set(group, snapshot);
+    this.metrics?.duration.observe({ stage: "translate" }, (translated - started) / 1000);
+    this.metrics?.duration.observe({ stage: "encode" }, (performance.now() - translated) / 1000);
+    return snapshot;
+  }
+
+  private publish(): void {
+    const config = this.currentConfig();
+    const groups = new Set([DEFAULT_GROUP, ...this.cache.knownGroups()]);
+    for (const group of groups) {
+      try {
+        this.cache.setSnapshot(group, this.buildFor(group, config), this.revision);
+      } catch (error) {
+        // Nothing invalid leaves: the group keeps its last good snapshot.
+        this.metrics?.failures.inc();
+        this.options.logger.error({ err: error, group, revision: this.revision }, "gateway configuration rejected by validation; keeping the last good snapshot");
+      }
+    }
+  }
+}
