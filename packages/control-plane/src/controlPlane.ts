@@ -12,6 +12,7 @@ import {
 } from "@apigw/shared";
 import { CredentialProjector } from "./projection/projector";
 import { GatewayPipeline } from "./pipeline/gatewayPipeline";
+import { createExtAuthzMetrics, createExtAuthzServer, type ExtAuthzServer } from "@apigw/ext-authz";
 import { createXdsMetrics, createXdsServer, xdsAdminHandlers, type XdsServer } from "./xds";
 import { createAdminServer } from "./admin/server";
 import type { Config } from "./config";
@@ -30,6 +31,8 @@ export interface ControlPlane {
   pipeline: GatewayPipeline;
   xds: XdsServer;
   xdsPort: number;
+  /** The ext_authz service when it runs inside this process (the embedded default). */
+  extAuthz?: ExtAuthzServer;
   logger: Logger;
   metrics: Metrics;
   managementUrl: string;
@@ -86,7 +89,8 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   if (config.ADMIN_USER === "admin" && config.ADMIN_PASSWORD === "admin") {
     logger.warn("the management API uses the default credentials admin/admin; set ADMIN_USER and ADMIN_PASSWORD");
   }
-  const secretBox = new SecretBox(masterKey(config, logger));
+  const key = masterKey(config, logger);
+  const secretBox = new SecretBox(key);
   const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, logger });
   const applied = await migrateToLatest(database.knex);
   if (applied.length) logger.info({ applied }, "database migrations applied");
@@ -126,6 +130,19 @@ export async function startControlPlane(config: Config, logger = createLogger(co
     host: config.HOST,
   });
 
+  // The embedded default runs ext_authz here, on the in-process credential store; with Redis it
+  // is its own process (`npm run start:ext-authz`) unless EXT_AUTHZ_EMBEDDED=true.
+  const embedExtAuthz = config.EXT_AUTHZ_EMBEDDED ? config.EXT_AUTHZ_EMBEDDED === "true" : credentialStore instanceof MemoryCredentialStore;
+  const extAuthz = embedExtAuthz
+    ? await createExtAuthzServer({
+        store: credentialStore,
+        masterKey: key,
+        logger: logger.child({ component: "ext_authz" }),
+        metrics: createExtAuthzMetrics(metrics.registry),
+        options: { port: config.EXT_AUTHZ_PORT, host: config.HOST },
+      })
+    : undefined;
+
   const { app } = createManagementApp({ config, database, secretBox, logger }, metrics);
   const management = createServer(app);
   management.requestTimeout = 30_000;
@@ -147,7 +164,10 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   });
   const managementUrl = await listen(management, config.MANAGEMENT_PORT, config.HOST);
   const adminUrl = await listen(admin, config.ADMIN_PORT, config.HOST);
-  logger.info({ managementUrl, adminUrl, xdsPort: xds.port, database: database.kind }, "control plane started");
+  logger.info(
+    { managementUrl, adminUrl, xdsPort: xds.port, extAuthzPort: extAuthz?.port, database: database.kind, credentialStore: credentialStore.constructor.name },
+    "control plane started",
+  );
 
   return {
     config,
@@ -157,6 +177,7 @@ export async function startControlPlane(config: Config, logger = createLogger(co
     pipeline,
     xds,
     xdsPort: xds.port,
+    extAuthz,
     logger,
     metrics,
     managementUrl,
@@ -168,6 +189,7 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       ]);
       management.closeAllConnections();
       admin.closeAllConnections();
+      await extAuthz?.close();
       await xds.close();
       await pipeline.stop();
       await projector.stop();
