@@ -58,3 +58,15 @@ describe("configuration", () => {
     expect(() => usersFromConfig(loadConfig({ MANAGEMENT_USERS: "ann:pw:root" }))).to.throw(/MANAGEMENT_USERS/);
   });
 });
+
+describe("gateway options from the environment", () => {
+  it("adds a TLS listener only when both certificate files are given", async () => {
+    const { translatorOptions } = await import("../../packages/control-plane/src/controlPlane");
+    expect(translatorOptions(loadConfig({}))).to.deep.equal({ httpPort: 8080 });
+    expect(translatorOptions(loadConfig({ GATEWAY_TLS_CERT_FILE: "/etc/envoy/tls.crt" }))).to.deep.equal({ httpPort: 8080 });
+    expect(translatorOptions(loadConfig({ GATEWAY_HTTP_PORT: "10080", GATEWAY_TLS_CERT_FILE: "/c.pem", GATEWAY_TLS_KEY_FILE: "/k.pem" }))).to.deep.equal({
+      httpPort: 10080,
+      tls: { port: 8443, certificateChain: { filename: "/c.pem" }, privateKey: { filename: "/k.pem" } },
+    });
+  });
+});

@@ -25,6 +25,12 @@ const schema = z.object({
   /** Run the ext_authz service inside this process (default: when no Redis is configured). */
   EXT_AUTHZ_EMBEDDED: z.enum(["true", "false"]).optional(),
   EXT_AUTHZ_PORT: portNumber.default(9191),
+  /** Envoy's plain HTTP listener port. */
+  GATEWAY_HTTP_PORT: portNumber.default(8080),
+  /** With both files (paths on the Envoy host), a TLS listener on GATEWAY_TLS_PORT serves the same routes. */
+  GATEWAY_TLS_CERT_FILE: z.string().optional(),
+  GATEWAY_TLS_KEY_FILE: z.string().optional(),
+  GATEWAY_TLS_PORT: portNumber.default(8443),
   /** How long a burst of store changes is gathered before the gateways' configuration is rebuilt. */
   XDS_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(5),
   ADMIN_USER: z.string().min(1).default("admin"),

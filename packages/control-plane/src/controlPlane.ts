@@ -12,6 +12,7 @@ import {
 } from "@apigw/shared";
 import { CredentialProjector } from "./projection/projector";
 import { GatewayPipeline } from "./pipeline/gatewayPipeline";
+import type { TranslatorOptions } from "./translator";
 import { createExtAuthzMetrics, createExtAuthzServer, type ExtAuthzServer } from "@apigw/ext-authz";
 import { createXdsMetrics, createXdsServer, xdsAdminHandlers, type XdsServer } from "./xds";
 import { createAdminServer } from "./admin/server";
@@ -57,6 +58,19 @@ function masterKey(config: Config, logger: Logger): string {
     logger.warn({ file }, "generated a master key for the embedded store; set MASTER_KEY in production");
   }
   return readFileSync(file, "utf8").trim();
+}
+
+/** What the translator takes from the environment (the rest are its documented defaults). */
+export function translatorOptions(config: Config): TranslatorOptions {
+  const tls =
+    config.GATEWAY_TLS_CERT_FILE && config.GATEWAY_TLS_KEY_FILE
+      ? {
+          port: config.GATEWAY_TLS_PORT,
+          certificateChain: { filename: config.GATEWAY_TLS_CERT_FILE },
+          privateKey: { filename: config.GATEWAY_TLS_KEY_FILE },
+        }
+      : undefined;
+  return { httpPort: config.GATEWAY_HTTP_PORT, ...(tls ? { tls } : {}) };
 }
 
 /** Redis when configured (single server, Sentinel or Cluster); otherwise the in-process store of the embedded default. */
@@ -120,6 +134,7 @@ export async function startControlPlane(config: Config, logger = createLogger(co
     logger,
     coalesceMs: config.XDS_COALESCE_MS,
     registry: metrics.registry,
+    translator: translatorOptions(config),
   });
   await pipeline.start();
   const xds = await createXdsServer({
