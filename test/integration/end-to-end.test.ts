@@ -3,7 +3,7 @@ import { RedisCredentialStore, connectRedis, redisReady, CONTEXT_EXTENSIONS } fr
 import { createExtAuthzServer, type ExtAuthzServer } from "../../packages/ext-authz/src";
 import { startControlPlane, type ControlPlane } from "../../packages/control-plane/src/controlPlane";
 import { XDS_TYPE_URLS } from "../../packages/control-plane/src/xds";
-import { del, post, put } from "../support/client";
+import { del, get, post, put } from "../support/client";
 import { testConfig, TEST_MASTER_KEY } from "../support/environment";
 import { ExtAuthzClient } from "../support/extAuthzClient";
 import { restApi } from "../support/fixtures";
@@ -122,6 +122,35 @@ describe("end to end", () => {
       const sent = log.flatMap((r) => r.resources.map((x) => `${r.typeUrl.split(".").pop()}/${x.name}`));
       expect(sent).to.deep.equal(["RouteConfiguration/" + ROUTES]);
       expect(routePaths(state2.get(T.route)!.get(ROUTES)!)).to.include("/reading-list/v1.0/books");
+    });
+
+    it("reports in the API's status whether every connected gateway has ACKed its latest change", async () => {
+      const client = connectSotw(address(), { id: "envoy-sync", cluster: "sync-gateway" });
+      open.push(client);
+      const state = new Map<string, Map<string, Json>>();
+      client.request(T.cluster);
+      client.request(T.listener);
+      client.request(T.route, [ROUTES]);
+      await sotwUntil(client, state, () => Boolean(state.get(T.route)?.has(ROUTES)));
+
+      expect((await post("/rest-apis", restApi())).status).to.equal(201);
+      // Receive the new configuration but do not ACK it yet: not synced.
+      const pushed = await client.next(5000);
+      const before = (await get("/rest-apis/reading-list-api-v1.0")).body.status.gateways;
+      expect(before.revision).to.be.a("number").above(0);
+      expect(before.synced).to.equal(false);
+      expect(before.gateways.map((g: Json) => g.name)).to.include("sync-gateway");
+
+      client.ack(pushed);
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const r = await client.next(200).catch(() => undefined);
+        if (r) client.ack(r);
+        const status = (await get("/rest-apis/reading-list-api-v1.0")).body.status.gateways;
+        const mine = status.gateways.find((g: Json) => g.name === "sync-gateway");
+        if (mine && mine.ackedRevision >= status.revision) break;
+        if (Date.now() > deadline) throw new Error(`gateway never reported synced: ${JSON.stringify(status)}`);
+      }
     });
 
     it("serves two gateways different configuration, by the API's gateways label", async () => {

@@ -4,7 +4,8 @@ import { TEST_DATABASE_URL, testConfig } from "./environment";
 
 /**
  * One control plane for the whole run, on a freshly created schema; every test starts from empty
- * tables (truncated, not re-migrated, which keeps the suite fast).
+ * tables (truncated, not re-migrated, which keeps the suite fast). Revisions keep counting up
+ * across tests, as they do in production: the running control plane's snapshots rely on it.
  */
 let controlPlane: ControlPlane | undefined;
 
@@ -32,7 +33,7 @@ export async function resetStore(): Promise<void> {
   // moment; TRUNCATE can then lose a deadlock. Retrying is safe: it is all or nothing.
   for (let attempt = 1; ; attempt++) {
     try {
-      await harness().database.knex.raw(`TRUNCATE ${TABLES.join(", ")} RESTART IDENTITY CASCADE`);
+      await harness().database.knex.raw(`TRUNCATE ${TABLES.join(", ")} CASCADE`);
       return;
     } catch (error) {
       if ((error as { code?: string }).code !== "40P01" || attempt >= 5) throw error;

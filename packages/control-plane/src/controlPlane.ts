@@ -158,7 +158,14 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       })
     : undefined;
 
-  const { app } = createManagementApp({ config, database, secretBox, logger }, metrics);
+  const gateways = {
+    connectedGateways() {
+      const nodes = new Map<string, number>();
+      for (const node of xds.status().nodes) nodes.set(node.group, (nodes.get(node.group) ?? 0) + 1);
+      return [...nodes].sort().map(([name, count]) => ({ name, nodes: count, syncedRevision: xds.syncedRevision(name) }));
+    },
+  };
+  const { app } = createManagementApp({ config, database, secretBox, logger, gateways }, metrics);
   const management = createServer(app);
   management.requestTimeout = 30_000;
   management.headersTimeout = 10_000;

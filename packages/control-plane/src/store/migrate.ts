@@ -1,9 +1,11 @@
 import type { Knex } from "knex";
 import * as initial from "./migrations/001_initial";
+import * as changeLogApiIndex from "./migrations/002_change_log_api_index";
 
 /** Migrations are imported, not discovered on disk, so they work the same from source or a bundle. */
 const MIGRATIONS: Record<string, { up(knex: Knex): Promise<void>; down(knex: Knex): Promise<void> }> = {
   "001_initial": initial,
+  "002_change_log_api_index": changeLogApiIndex,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -225,6 +225,13 @@ export const restApiResponseSchema = z.object({
     createdAt: isoDate,
     updatedAt: isoDate,
     deployedAt: isoDate.optional(),
+    gateways: z
+      .object({
+        revision: z.int(),
+        synced: z.boolean(),
+        gateways: z.array(z.object({ name: z.string(), nodes: z.int(), ackedRevision: z.int().nullable() })),
+      })
+      .optional(),
   }),
 });
 
