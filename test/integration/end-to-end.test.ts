@@ -3,6 +3,7 @@ import { RedisCredentialStore, connectRedis, redisReady, CONTEXT_EXTENSIONS } fr
 import { createExtAuthzServer, type ExtAuthzServer } from "../../packages/ext-authz/src";
 import { startControlPlane, type ControlPlane } from "../../packages/control-plane/src/controlPlane";
 import { XDS_TYPE_URLS } from "../../packages/control-plane/src/xds";
+import { currentRevision } from "../../packages/control-plane/src/store/changes";
 import { del, get, post, put } from "../support/client";
 import { testConfig, TEST_MASTER_KEY } from "../support/environment";
 import { ExtAuthzClient } from "../support/extAuthzClient";
@@ -52,6 +53,17 @@ async function deltaUntil(client: DeltaClient, state: Map<string, Map<string, Js
     state.set(response.typeUrl, current);
     client.ack(response);
   }
+}
+
+/** Waits until the gateway pipeline has published the newest committed revision. */
+async function publishedUpToDate(timeoutMs = 5000): Promise<void> {
+  const target = await currentRevision(harness().database.knex);
+  const deadline = Date.now() + timeoutMs;
+  while (harness().pipeline.publishedRevision < target) {
+    if (Date.now() > deadline) throw new Error(`pipeline did not publish revision ${target}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await harness().pipeline.settled();
 }
 
 describe("end to end", () => {
@@ -108,7 +120,7 @@ describe("end to end", () => {
 
       // A change while disconnected: only the route configuration changes.
       expect((await put("/rest-apis/reading-list-api-v1.0", restApi(undefined, { operations: [{ method: "GET", path: "/books" }] }))).status).to.equal(200);
-      await harness().pipeline.settled();
+      await publishedUpToDate();
 
       const again = connectDelta(address(), { id: "envoy-delta", cluster: "delta-gateway" });
       open.push(again);
@@ -229,6 +241,8 @@ describe("end to end", () => {
       expect(created.status).to.equal(201);
       const key = created.body.apiKey.apiKey as string;
       const check = () => client.check({ method: "GET", path: "/reading-list/v1.0/books", headers: { "api-key": key }, contextExtensions: context });
+      // The API's new policy has reached Redis once a request without a key is refused.
+      await deniedWithin(2000, () => client.check({ method: "GET", path: "/reading-list/v1.0/books", contextExtensions: context }));
       await allowedWithin(2000, check);
       const allowed = await check();
       expect(allowed.allowed).to.equal(true);
@@ -249,6 +263,7 @@ describe("end to end", () => {
       const { id, appCode } = app.body.application;
       expect((await post("/authorizations", { applicationId: id, apiId: "reading-list-api-v1.0", stage: "RELEASE" })).status).to.equal(201);
       const check = () => client.check({ method: "GET", path: "/reading-list/v1.0/books", headers: { authorization: `APPCODE ${appCode}` }, contextExtensions: context });
+      await deniedWithin(2000, () => client.check({ method: "GET", path: "/reading-list/v1.0/books", contextExtensions: context }));
       await allowedWithin(2000, check);
 
       expect((await post(`/applications/${id}/disable`)).status).to.equal(200);

@@ -34,6 +34,9 @@ export async function resetStore(): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await harness().database.knex.raw(`TRUNCATE ${TABLES.join(", ")} CASCADE`);
+      // TRUNCATE announces nothing: tell the running control plane's gateway pipeline to reload.
+      harness().pipeline.requestFull();
+      await harness().pipeline.settled();
       return;
     } catch (error) {
       if ((error as { code?: string }).code !== "40P01" || attempt >= 5) throw error;
