@@ -7,6 +7,8 @@ import {
   type Stage,
   type SubscriptionKeyAuthParams,
   type TrafficControlParams,
+  type ProjectedSubscription,
+  type ScopeConfig,
 } from "@apigw/shared";
 import type { Knex } from "knex";
 import type { RestApiRequest } from "../../rest/schemas/restApi";
@@ -14,17 +16,8 @@ import { isoOrNull, json } from "../repositories/util";
 import { apiPoliciesForStage, inlinePolicies, type EffectivePolicy, type PluginBindingRow } from "./effectivePolicies";
 import { readSnapshot } from "./snapshot";
 
-/** Which credentials an API accepts in a stage, with their settings resolved to defaults. */
-export interface AcceptedCredentials {
-  apiKey?: { in: "header" | "query"; name: string };
-  subscriptionKey?: { header: string };
-  appAuth?: {
-    signature: boolean;
-    signatureMethods: ("HmacSHA256" | "HmacSHA1")[];
-    appCode: "DISABLE" | "HEADER" | "HEADER_QUERY";
-    forceNonceCheck: boolean;
-  };
-}
+/** Which credentials an API accepts in a stage, with their settings resolved to defaults (the projected form). */
+export type AcceptedCredentials = ScopeConfig["accepts"];
 
 export interface ApiKeyCredential {
   name: string;
@@ -35,20 +28,9 @@ export interface ApiKeyCredential {
   expiresAt: string | null;
 }
 
-export interface SubscriptionCredential {
-  id: string;
+/** A subscription as the projection writes it, plus its token hash. */
+export interface SubscriptionCredential extends ProjectedSubscription {
   tokenHash: string;
-  status: "ACTIVE" | "INACTIVE" | "REVOKED";
-  applicationId: string | null;
-  plan: null | {
-    id: string;
-    name: string;
-    status: "ACTIVE" | "INACTIVE";
-    throttleLimitCount: number | null;
-    throttleLimitUnit: "Min" | "Hour" | "Day" | "Month" | null;
-    stopOnQuotaReach: boolean;
-    expiryTime: string | null;
-  };
 }
 
 export interface ApplicationCredential {
