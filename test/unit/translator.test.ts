@@ -17,7 +17,7 @@ import {
   type NamedResource,
   type TranslatorOptions,
 } from "../../packages/control-plane/src/translator/index";
-import { post } from "../support/client";
+import { del, post } from "../support/client";
 import { otherApi, restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
 
@@ -625,6 +625,13 @@ describe("translator", () => {
   });
 
   describe("from the store", () => {
+    // The suite's reset truncates tables without a change notification: delete what this test
+    // created through the API so that the running control plane's pipeline forgets it too.
+    afterEach(async () => {
+      for (const handle of ["reading-list-api-v1.0", "petstore-v1", "hidden-v1"]) await del(`/rest-apis/${handle}`);
+      await harness().pipeline.settled();
+    });
+
     it("translates a configuration built through the REST API without a schema or consistency issue", async () => {
       const created = [
         await post("/rest-apis", restApi()),

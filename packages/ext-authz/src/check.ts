@@ -17,7 +17,9 @@ import {
   toSignableRequest,
   verifySignature,
   CONTEXT_EXTENSIONS,
+  type ClaimAndCountResult,
   type CredentialStore,
+  type ExpiringKey,
   type IpControlParams,
   type Parameter,
   type ProjectedApiKey,
@@ -38,6 +40,7 @@ import {
   UPSTREAM,
   UPSTREAM_IDENTITY_HEADERS,
 } from "./headers";
+import { isLowerCase } from "./wire";
 import { clientAddress, compileIpControl, ipAllowed, type CompiledIpControl } from "./ipControl";
 import type { ExtAuthzMetrics } from "./metrics";
 import { REASONS, type DenialReason, type ReasonName } from "./reasons";
@@ -159,6 +162,27 @@ const DEFAULT_SUBSCRIPTION_HEADER = "subscription-key";
 class StoreUnavailable extends Error {
   constructor(override readonly cause: unknown) {
     super("credential store unreachable");
+  }
+}
+
+/** A counter a check increments, with the limit it is compared to. */
+interface Counted extends ExpiringKey {
+  limit: number;
+  reason: ReasonName;
+  /** End of the counter's window (ms since the epoch), for Retry-After. */
+  end: number;
+}
+
+function storeFailed(error: unknown): never {
+  throw new StoreUnavailable(error);
+}
+
+/** The promise of a store call; a call that throws synchronously gives a rejected promise. */
+function invoke<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 
@@ -291,10 +315,68 @@ function isPast(iso: string | null | undefined, nowMs: number): boolean {
   return Number.isNaN(at) || at <= nowMs;
 }
 
+/** Headers with their own line in the string to sign, and the list of signed headers. */
+const STRING_TO_SIGN_HEADERS = ["accept", "content-md5", "content-type", "date", CA_HEADERS.signatureHeaders];
+
+/**
+ * The headers the string to sign is built from: those with a line of their own and those listed
+ * in X-Ca-Signature-Headers, picked from the request's. With lower-case names (as Envoy sends
+ * them, one entry per name) the string to sign is exactly the one built from all headers, at a
+ * fraction of the cost; otherwise all headers are used.
+ */
+export function signingHeaders(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  for (const name in headers) if (!isLowerCase(name)) return headers;
+  const picked: Record<string, string> = Object.create(null);
+  for (const name of STRING_TO_SIGN_HEADERS) pickHeader(picked, headers, name);
+  const listed = picked[CA_HEADERS.signatureHeaders];
+  // Every name signedHeaderNames() can return, lower-cased (extra or repeated picks are harmless:
+  // the string to sign only looks up the names it signs).
+  if (listed !== undefined) for (const entry of listed.split(",")) pickHeader(picked, headers, entry.trim().toLowerCase());
+  return picked;
+}
+
+function pickHeader(to: Record<string, string>, from: Readonly<Record<string, string>>, name: string): void {
+  if (!Object.hasOwn(from, name)) return;
+  const value = from[name];
+  if (typeof value === "string") to[name] = value;
+}
+
 function appCodeFromHeader(authorization: string | undefined): string | undefined {
   if (!authorization) return undefined;
   const match = APP_CODE_PATTERN.exec(authorization);
   return match ? match[1] : undefined;
+}
+
+/**
+ * The scope fields one check reads (config first, then the credentials it may present, each
+ * once), their values once read, and the SHA-256 of the credential values hashed on the way.
+ */
+class ScopeReads {
+  readonly fields: string[] = [scopeField.config];
+  values: (string | null)[] = [];
+  private hashed: string[] = [];
+
+  /** SHA-256 (hex) of a credential, computed once per value. */
+  hashOf(value: string): string {
+    for (let i = 0; i < this.hashed.length; i += 2) if (this.hashed[i] === value) return this.hashed[i + 1]!;
+    const hash = sha256Hex(value);
+    this.hashed.push(value, hash);
+    return hash;
+  }
+
+  add(field: string): void {
+    if (!this.fields.includes(field)) this.fields.push(field);
+  }
+
+  addCredential(value: string | undefined, field: (hash: string) => string): void {
+    if (value && value.length <= MAX_CREDENTIAL_LENGTH) this.add(field(this.hashOf(value)));
+  }
+
+  /** Value of a field of the first read (null when absent). */
+  get(field: string): string | null {
+    const index = this.fields.indexOf(field);
+    return index === -1 ? null : (this.values[index] ?? null);
+  }
 }
 
 export function createChecker(deps: CheckerDeps): Checker {
@@ -307,17 +389,39 @@ export function createChecker(deps: CheckerDeps): Checker {
   let lastStoreWarning = 0;
   let suppressedStoreWarnings = 0;
   let lastContextWarning = 0;
+  // Metric children by label values: looked up once, not hashed on every check.
+  const checkCounters = new Map<string, { inc(): void }>();
+  let allowedDuration: { observe(seconds: number): void } | undefined;
+  let deniedDuration: { observe(seconds: number): void } | undefined;
 
-  async function fromStore<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      throw new StoreUnavailable(error);
-    }
+  /** A store call's result; its failure becomes StoreUnavailable (a 503, or an allow with FAIL_OPEN). */
+  function fromStore<T>(pending: Promise<T>): Promise<T> {
+    return pending.catch(storeFailed);
   }
 
-  function compiled(apiId: string, stage: Stage, raw: string): CompiledScope {
-    const id = `${apiId}\u0000${stage}`;
+  /** A scope field: from the first read when it was guessed, else read now. */
+  async function fieldValue(reads: ScopeReads, scopeRef: ScopeRef, field: string): Promise<string | null> {
+    const index = reads.fields.indexOf(field);
+    if (index !== -1) return reads.values[index] ?? null;
+    const [value] = await fromStore(invoke(() => store.readFields(scopeRef, [field])));
+    reads.fields.push(field);
+    reads.values.push(value ?? null);
+    return value ?? null;
+  }
+
+  /** The store's claimAndCount, or the same with claimOnce and increment for a store without it. */
+  function claimAndCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
+    if (store.claimAndCount) return store.claimAndCount(nonce, counters);
+    return claimThenCount(nonce, counters);
+  }
+
+  async function claimThenCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
+    if (nonce && !(await store.claimOnce(nonce.key, nonce.ttlSeconds))) return { fresh: false, counts: [] };
+    return { fresh: true, counts: await Promise.all(counters.map((c) => store.increment(c.key, c.ttlSeconds))) };
+  }
+
+  /** The compiled configuration of a scope (`<api>\0<stage>`), compiled again only when it changed. */
+  function compiled(id: string, raw: string): CompiledScope {
     const cached = scopes.get(id);
     if (cached && cached.raw === raw) return cached;
     const fresh = compileScope(raw);
@@ -431,47 +535,27 @@ export function createChecker(deps: CheckerDeps): Checker {
 
     // 2. One read: config plus every credential field the request may present (guessed from the
     //    last configuration seen for this scope, or the defaults); a second read only on a wrong guess.
-    const guess = scopes.get(`${apiId}\u0000${stage}`);
-    const hashes = new Map<string, string>();
-    const hashOf = (value: string) => {
-      let h = hashes.get(value);
-      if (!h) {
-        h = sha256Hex(value);
-        hashes.set(value, h);
-      }
-      return h;
-    };
-    const wanted = new Set<string>([scopeField.config]);
-    const addCredentialField = (value: string | undefined, field: (hash: string) => string) => {
-      if (value && value.length <= MAX_CREDENTIAL_LENGTH) wanted.add(field(hashOf(value)));
-    };
+    const scopeId = `${apiId}\u0000${stage}`;
+    const guess = scopes.get(scopeId);
+    const reads = new ScopeReads();
     if (guess) {
-      if (guess.apiKeyHeader) addCredentialField(header(headers, guess.apiKeyHeader), scopeField.apiKey);
-      if (guess.apiKeyQuery) addCredentialField(query.peek(guess.apiKeyQuery), scopeField.apiKey);
-      if (guess.subscriptionHeader) addCredentialField(header(headers, guess.subscriptionHeader), scopeField.subscription);
+      if (guess.apiKeyHeader) reads.addCredential(header(headers, guess.apiKeyHeader), scopeField.apiKey);
+      if (guess.apiKeyQuery) reads.addCredential(query.peek(guess.apiKeyQuery), scopeField.apiKey);
+      if (guess.subscriptionHeader) reads.addCredential(header(headers, guess.subscriptionHeader), scopeField.subscription);
     } else {
-      addCredentialField(header(headers, DEFAULT_API_KEY_HEADER), scopeField.apiKey);
-      addCredentialField(header(headers, DEFAULT_SUBSCRIPTION_HEADER), scopeField.subscription);
+      reads.addCredential(header(headers, DEFAULT_API_KEY_HEADER), scopeField.apiKey);
+      reads.addCredential(header(headers, DEFAULT_SUBSCRIPTION_HEADER), scopeField.subscription);
     }
     const appKeyHeader = header(headers, CA_HEADERS.key);
-    if (appKeyHeader && appKeyHeader.length <= MAX_APP_KEY_LENGTH) wanted.add(scopeField.appKey(appKeyHeader));
-    addCredentialField(appCodeFromHeader(header(headers, "authorization")), scopeField.appCode);
-    if (!guess || guess.appCodeQuery) addCredentialField(query.peek(APP_CODE_QUERY_PARAMETER), scopeField.appCode);
+    if (appKeyHeader && appKeyHeader.length <= MAX_APP_KEY_LENGTH) reads.add(scopeField.appKey(appKeyHeader));
+    reads.addCredential(appCodeFromHeader(header(headers, "authorization")), scopeField.appCode);
+    if (!guess || guess.appCodeQuery) reads.addCredential(query.peek(APP_CODE_QUERY_PARAMETER), scopeField.appCode);
 
-    const fields = [...wanted];
-    const values = await fromStore(() => store.readFields(scopeRef, fields));
-    const read = new Map<string, string | null>();
-    fields.forEach((f, i) => read.set(f, values[i] ?? null));
-    const fieldValue = async (field: string): Promise<string | null> => {
-      if (read.has(field)) return read.get(field)!;
-      const [value] = await fromStore(() => store.readFields(scopeRef, [field]));
-      read.set(field, value ?? null);
-      return value ?? null;
-    };
+    reads.values = await fromStore(invoke(() => store.readFields(scopeRef, reads.fields)));
 
-    const rawConfig = read.get(scopeField.config);
+    const rawConfig = reads.get(scopeField.config);
     if (!rawConfig) return deny(requestId, "apiNotFound", "NONE");
-    const scope = compiled(apiId, scopeRef.stage, rawConfig);
+    const scope = compiled(scopeId, rawConfig);
     const config = scope.config;
     if (config.deployed === false) return deny(requestId, "apiNotDeployed", "NONE");
     const policies = (operation && scope.operations.get(operation)) || scope.api;
@@ -504,13 +588,17 @@ export function createChecker(deps: CheckerDeps): Checker {
     let identity: Identity;
     let specialsAppKey: string | undefined;
     let subscription: ProjectedSubscription | undefined;
+    // Signed requests: the nonce to claim, and a refusal of the application that is reported only
+    // once the nonce is claimed (the order of app-signature.md: nonce, then the application).
+    let nonceClaim: ExpiringKey | undefined;
+    let refusedAfterNonce: ReasonName | undefined;
 
     if (apiKeyValue !== undefined) {
       // 3a. apip_ API key.
       if (scope.apiKeyHeader) removeHeaders.push(scope.apiKeyHeader);
       else removeQuery.push(scope.apiKeyQuery!);
       if (apiKeyValue.length > MAX_CREDENTIAL_LENGTH) return deny(requestId, "invalidApiKey", "API_KEY", { scope });
-      const raw = await fieldValue(scopeField.apiKey(hashOf(apiKeyValue)));
+      const raw = await fieldValue(reads, scopeRef, scopeField.apiKey(reads.hashOf(apiKeyValue)));
       if (!raw) return deny(requestId, "invalidApiKey", "API_KEY", { scope });
       const key = parseJson<ProjectedApiKey>(raw, "key");
       if (key.status === "expired" || isPast(key.expiresAt, nowMs) || (key.status === "grace" && !key.expiresAt)) {
@@ -522,7 +610,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       // 3b. Subscription key.
       removeHeaders.push(scope.subscriptionHeader!);
       if (subscriptionValue.length > MAX_CREDENTIAL_LENGTH) return deny(requestId, "invalidSubscriptionKey", "SUBSCRIPTION", { scope });
-      const raw = await fieldValue(scopeField.subscription(hashOf(subscriptionValue)));
+      const raw = await fieldValue(reads, scopeRef, scopeField.subscription(reads.hashOf(subscriptionValue)));
       if (!raw) return deny(requestId, "invalidSubscriptionKey", "SUBSCRIPTION", { scope });
       subscription = parseJson<ProjectedSubscription>(raw, "subscription");
       if (subscription.status === "REVOKED") return deny(requestId, "subscriptionRevoked", "SUBSCRIPTION");
@@ -543,7 +631,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       // 3c. Signed request: the checks in the order of app-signature.md.
       const appKey = appKeyHeader;
       if (!appKey || appKey.length > MAX_APP_KEY_LENGTH) return deny(requestId, "invalidAppKey", "SIGNATURE", { scope });
-      const raw = await fieldValue(scopeField.appKey(appKey));
+      const raw = await fieldValue(reads, scopeRef, scopeField.appKey(appKey));
       if (!raw) return deny(requestId, "invalidAppKey", "SIGNATURE", { scope });
       const app = parseJson<ProjectedApplication>(raw, "application");
       if (!app.secretSealed) {
@@ -560,7 +648,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       const form = isFormContentType(headers["content-type"]);
       if (partialBody && (md5 !== undefined || form)) return deny(requestId, "bodyIncomplete", "SIGNATURE");
       if (md5 !== undefined && !contentMd5Matches(md5, input.body ?? "")) return deny(requestId, "invalidContentMd5", "SIGNATURE");
-      const signable = toSignableRequest({ method: input.method, target: input.path, headers, body: input.body });
+      const signable = toSignableRequest({ method: input.method, target: input.path, headers: signingHeaders(headers), body: input.body });
       if (!signable.ok) {
         const isBody = signable.error.startsWith("invalid form body");
         return deny(requestId, isBody ? "invalidBody" : "invalidUri", "SIGNATURE", {
@@ -582,11 +670,11 @@ export function createChecker(deps: CheckerDeps): Checker {
         if (appAuth!.forceNonceCheck) return deny(requestId, "nonceMissing", "SIGNATURE");
       } else {
         if (nonce.length > MAX_NONCE_LENGTH || !NONCE_PATTERN.test(nonce)) return deny(requestId, "invalidNonce", "SIGNATURE");
-        const fresh = await fromStore(() => store.claimOnce(nonceKey(appKey, nonce), NONCE_TTL_SECONDS));
-        if (!fresh) return deny(requestId, "nonceUsed", "SIGNATURE");
+        // Claimed below, in the same store round trip as the counters (nothing is counted for a replay).
+        nonceClaim = { key: nonceKey(appKey, nonce), ttlSeconds: NONCE_TTL_SECONDS };
       }
-      const refused = applicationRefusal(app, nowMs);
-      if (refused) return deny(requestId, refused, "SIGNATURE");
+      // Decided now, reported after the nonce (a replay is refused as a replay, as before).
+      refusedAfterNonce = applicationRefusal(app, nowMs);
       identity = { credential: "SIGNATURE", consumer: app.appId, appId: app.appId, appName: app.name, extInfo: app.extInfo };
       specialsAppKey = appKey;
     } else if (appCode) {
@@ -594,7 +682,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       if (appCode.from === "header") removeHeaders.push("authorization");
       else removeQuery.push(APP_CODE_QUERY_PARAMETER);
       if (appCode.value.length > MAX_CREDENTIAL_LENGTH) return deny(requestId, "invalidAppCode", "APPCODE", { scope });
-      const raw = await fieldValue(scopeField.appCode(hashOf(appCode.value)));
+      const raw = await fieldValue(reads, scopeRef, scopeField.appCode(reads.hashOf(appCode.value)));
       if (!raw) return deny(requestId, "invalidAppCode", "APPCODE", { scope });
       const app = parseJson<ProjectedApplication>(raw, "application");
       const refused = applicationRefusal(app, nowMs);
@@ -608,52 +696,73 @@ export function createChecker(deps: CheckerDeps): Checker {
     }
 
     // 4. ipControl (before counting, so that a refused address does not use up anybody's limits).
-    if (policies.ip) {
+    let ipRefused = false;
+    if (policies.ip && !refusedAfterNonce) {
       const trust = policies.ip.trustForwardedFor ?? options.trustForwardedFor ?? false;
       const address = clientAddress(input.sourceAddress, headers["x-forwarded-for"], trust, policies.ip.forwardedForDepth);
       if (!ipAllowed(policies.ip, address, identity.appId)) {
         logger?.debug({ requestId, apiId, address, appId: identity.appId }, "IP not allowed");
-        return deny(requestId, "ipNotAllowed", identity.credential);
+        ipRefused = true;
       }
     }
 
-    // 5. trafficControl and the subscription plan's quota: all counters incremented at once.
-    const counted: { key: string; ttl: number; limit: number; reason: ReasonName; end: number }[] = [];
+    // 5. trafficControl and the subscription plan's quota: every counter that applies, unless the
+    //    request is already refused (then nothing is counted).
+    const counted: Counted[] = [];
     const traffic = policies.traffic;
-    if (traffic) {
-      const window = fixedWindow(traffic.unit, nowMs);
-      const key = (dimension: "api" | "app" | "user", id?: string) =>
-        trafficCounterKey(apiId, stage, policies.level, dimension, id, traffic.unit, window.start);
-      if (traffic.apiLimit) counted.push({ key: key("api"), ttl: window.ttlSeconds, limit: traffic.apiLimit, reason: "apiThrottled", end: window.end });
-      if (identity.appId) {
-        const special = traffic.specials?.find((s) => s.type === "APP" && (s.key === identity.appId || (specialsAppKey !== undefined && s.key === specialsAppKey)));
-        const limit = special?.limit ?? traffic.appLimit;
-        if (limit) counted.push({ key: key("app", identity.appId), ttl: window.ttlSeconds, limit, reason: "appThrottled", end: window.end });
-      }
-      if (identity.consumer) {
-        const special = traffic.specials?.find((s) => s.type === "USER" && s.key === identity.consumer);
-        const limit = special?.limit ?? traffic.userLimit;
-        const user = `${identity.credential}:${identity.consumer}`;
-        if (limit) counted.push({ key: key("user", user), ttl: window.ttlSeconds, limit, reason: "userThrottled", end: window.end });
-      }
-    }
     const plan = subscription?.plan;
-    if (subscription && plan && plan.throttleLimitCount && plan.throttleLimitUnit) {
-      const window = planWindow(plan.throttleLimitUnit, nowMs);
-      counted.push({ key: planCounterKey(subscription.id, plan.throttleLimitUnit, window.start), ttl: window.ttlSeconds, limit: plan.throttleLimitCount, reason: "quotaExceeded", end: window.end });
-    }
-    const extra: Record<string, string> = {};
-    if (counted.length > 0) {
-      const counts = await fromStore(() => Promise.all(counted.map((c) => store.increment(c.key, c.ttl))));
-      for (let i = 0; i < counted.length; i++) {
-        const c = counted[i]!;
-        if (counts[i]! <= c.limit) continue;
-        if (c.reason === "quotaExceeded" && plan && !plan.stopOnQuotaReach) {
-          extra[UPSTREAM.quotaExceeded] = "true";
-          continue;
+    if (!refusedAfterNonce && !ipRefused) {
+      if (traffic) {
+        const window = fixedWindow(traffic.unit, nowMs);
+        const level = policies.level;
+        if (traffic.apiLimit) {
+          const key = trafficCounterKey(apiId, stage, level, "api", undefined, traffic.unit, window.start);
+          counted.push({ key, ttlSeconds: window.ttlSeconds, limit: traffic.apiLimit, reason: "apiThrottled", end: window.end });
         }
-        return deny(requestId, c.reason, identity.credential, { retryAfterSeconds: Math.ceil((c.end - nowMs) / 1000) });
+        if (identity.appId) {
+          const special = traffic.specials?.find((s) => s.type === "APP" && (s.key === identity.appId || (specialsAppKey !== undefined && s.key === specialsAppKey)));
+          const limit = special?.limit ?? traffic.appLimit;
+          if (limit) {
+            const key = trafficCounterKey(apiId, stage, level, "app", identity.appId, traffic.unit, window.start);
+            counted.push({ key, ttlSeconds: window.ttlSeconds, limit, reason: "appThrottled", end: window.end });
+          }
+        }
+        if (identity.consumer) {
+          const special = traffic.specials?.find((s) => s.type === "USER" && s.key === identity.consumer);
+          const limit = special?.limit ?? traffic.userLimit;
+          const user = `${identity.credential}:${identity.consumer}`;
+          if (limit) {
+            const key = trafficCounterKey(apiId, stage, level, "user", user, traffic.unit, window.start);
+            counted.push({ key, ttlSeconds: window.ttlSeconds, limit, reason: "userThrottled", end: window.end });
+          }
+        }
       }
+      if (subscription && plan && plan.throttleLimitCount && plan.throttleLimitUnit) {
+        const window = planWindow(plan.throttleLimitUnit, nowMs);
+        counted.push({ key: planCounterKey(subscription.id, plan.throttleLimitUnit, window.start), ttlSeconds: window.ttlSeconds, limit: plan.throttleLimitCount, reason: "quotaExceeded", end: window.end });
+      }
+    }
+
+    // The store writes of this check (nonce claim, counters) in one round trip.
+    let counts: number[] = [];
+    if (nonceClaim || counted.length > 0) {
+      const result = await fromStore(invoke(() => claimAndCount(nonceClaim, counted)));
+      if (!result.fresh) return deny(requestId, "nonceUsed", "SIGNATURE");
+      counts = result.counts;
+    }
+    if (refusedAfterNonce) return deny(requestId, refusedAfterNonce, "SIGNATURE");
+    if (ipRefused) return deny(requestId, "ipNotAllowed", identity.credential);
+
+    // Counted together, compared in order: API, application, user, plan.
+    const extra: Record<string, string> = {};
+    for (let i = 0; i < counted.length; i++) {
+      const c = counted[i]!;
+      if (counts[i]! <= c.limit) continue;
+      if (c.reason === "quotaExceeded" && plan && !plan.stopOnQuotaReach) {
+        extra[UPSTREAM.quotaExceeded] = "true";
+        continue;
+      }
+      return deny(requestId, c.reason, identity.credential, { retryAfterSeconds: Math.ceil((c.end - nowMs) / 1000) });
     }
 
     return allow(requestId, identity, removeHeaders, removeQuery, extra);
@@ -671,7 +780,8 @@ export function createChecker(deps: CheckerDeps): Checker {
     const requestId = requestIdOf(headers);
     let decision: Decision;
     try {
-      decision = await decide({ ...input, headers, contextExtensions: input?.contextExtensions ?? {} }, requestId);
+      const usable = input && input.headers === headers && input.contextExtensions ? input : { ...input, headers, contextExtensions: input?.contextExtensions ?? {} };
+      decision = await decide(usable, requestId);
     } catch (error) {
       if (error instanceof StoreUnavailable) {
         const failOpen = options.failOpen === true;
@@ -693,9 +803,20 @@ export function createChecker(deps: CheckerDeps): Checker {
       }
     }
     if (metrics) {
-      const result = decision.allowed ? "allowed" : "denied";
-      metrics.checks.inc({ result, code: decision.allowed ? "" : decision.code, credential: decision.allowed ? decision.identity.credential : decision.credential });
-      metrics.duration.observe({ result }, (performance.now() - started) / 1000);
+      const allowed = decision.allowed;
+      const code = allowed ? "" : decision.code;
+      const credential = allowed ? decision.identity.credential : decision.credential;
+      const id = `${allowed ? "a" : "d"}\u0000${code}\u0000${credential}`;
+      let counter = checkCounters.get(id);
+      if (!counter) {
+        counter = metrics.checks.labels({ result: allowed ? "allowed" : "denied", code, credential });
+        checkCounters.set(id, counter);
+      }
+      counter.inc();
+      const duration = allowed
+        ? (allowedDuration ??= metrics.duration.labels({ result: "allowed" }))
+        : (deniedDuration ??= metrics.duration.labels({ result: "denied" }));
+      duration.observe((performance.now() - started) / 1000);
     }
     if (!decision.allowed && logger?.isLevelEnabled("debug")) {
       logger.debug({ requestId, code: decision.code, status: decision.status, api: input?.contextExtensions?.[CONTEXT_EXTENSIONS.apiId] }, "check denied");

@@ -1,4 +1,6 @@
+import { Cluster } from "ioredis";
 import { connectRedis, RedisCredentialStore } from "@apigw/shared";
+import { batchWritesPerTurn } from "./redisBatching";
 import { createExtAuthzAdminServer } from "./admin";
 import { loadExtAuthzConfig } from "./config";
 import { createExtAuthzLogger } from "./logger";
@@ -31,10 +33,12 @@ try {
     clusterNodes: config.REDIS_CLUSTER_NODES,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
-  // One check sends 1-3 commands at once (read, nonce, counters): auto-pipelining writes the
-  // commands issued in one tick with one socket write instead of one each. connectRedis has no
-  // option for it; ioredis reads the flag per command, so setting it here is enough.
-  redis.options.enableAutoPipelining = true;
+  // Checks arriving together send their commands (the scope read; then the nonce and counters
+  // script) together: one socket write per event-loop turn instead of one per command
+  // (redisBatching.ts). A Cluster client has a connection per node: there ioredis's
+  // auto-pipelining does the batching (it reads the flag per command, so setting it here is enough).
+  if (redis instanceof Cluster) redis.options.enableAutoPipelining = true;
+  else batchWritesPerTurn(redis);
   // Connection errors are reported by ioredis as events; without a listener they would be thrown.
   let redisDown = false;
   redis.on("error", (error: Error) => {

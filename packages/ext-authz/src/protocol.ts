@@ -1,13 +1,20 @@
-import { create, fromBinary, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { create, fromBinary, ScalarType, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import { loadEnvoyRegistry } from "../../control-plane/src/envoy/schema/registry";
 import type { CheckInput, Decision } from "./check";
+import { CHECK_REQUEST_SHAPE, OPAQUE, RESPONSE_LAYOUT, STRING, STRING_MAP, VARINT, grpcCodeFor, type MessageShape } from "./wire";
 
 /**
  * The wire side of `envoy.service.auth.v3.Authorization/Check`: message schemas from the Envoy
- * descriptor set (the same registry the control plane validates Envoy resources with), strict
- * binary (de)serializers for grpc-js, and the conversions CheckRequest → CheckInput and
- * Decision → CheckResponse. The test client uses the same serializers.
+ * descriptor set (the same registry the control plane validates Envoy resources with), binary
+ * (de)serializers, and the conversions CheckRequest → CheckInput and Decision → CheckResponse.
+ *
+ * Two implementations of the conversions: the generic one here (@bufbuild/protobuf messages:
+ * `decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`; the test
+ * client uses these serializers) and the server's hot path in wire.ts (`readCheckInput`,
+ * `writeCheckResponse`: bytes to CheckInput and Decision to bytes directly, several times
+ * cheaper). They give the same CheckInput and the same response bytes; wire.ts is checked
+ * against the descriptors by `assertWireLayout()` when the server starts.
  */
 
 export const CHECK_METHOD_PATH = "/envoy.service.auth.v3.Authorization/Check";
@@ -69,7 +76,63 @@ export function encodeCheckResponse(message: Message): Buffer {
   return Buffer.from(toBinary(checkSchemas().response, message));
 }
 
-/** Service definition for grpc-js: binary in, binary out, no protobufjs/proto-loader involved. */
+const EXPECTED_WIRE_TYPE: Record<number, string> = { [VARINT]: "varint", [OPAQUE]: "message or bytes", [STRING]: "string", [STRING_MAP]: "map<string, string>" };
+
+/**
+ * Checks wire.ts's message shapes and field numbers against the Envoy descriptor set: every field
+ * of every message read is known with the right kind, and every field written has the number
+ * and type the descriptors give. Throws at start rather than misreading at run time.
+ */
+export function assertWireLayout(): void {
+  const registry = loadEnvoyRegistry();
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  const checkShape = (shape: MessageShape) => {
+    if (seen.has(shape.typeName)) return;
+    seen.add(shape.typeName);
+    const desc = registry.getMessage(shape.typeName);
+    if (!desc) return void problems.push(`${shape.typeName} is not in the descriptor set`);
+    for (const number of shape.fields.keys()) {
+      if (!desc.fields.some((f) => f.number === number)) problems.push(`${shape.typeName} has no field ${number}`);
+    }
+    for (const field of desc.fields) {
+      const kind = shape.fields.get(field.number);
+      const where = `${shape.typeName}.${field.name} (${field.number})`;
+      if (kind === undefined) {
+        problems.push(`${where} is missing from the shape`);
+        continue;
+      }
+      let ok: boolean;
+      if (typeof kind === "object") {
+        ok = field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message");
+        if (ok && field.message?.typeName !== kind.typeName) problems.push(`${where} is a ${field.message?.typeName}, not a ${kind.typeName}`);
+        if (ok) checkShape(kind);
+      } else if (kind === STRING) ok = (field.fieldKind === "scalar" || field.fieldKind === "list") && field.scalar === ScalarType.STRING;
+      else if (kind === STRING_MAP) ok = field.fieldKind === "map" && field.mapKey === ScalarType.STRING && field.mapKind === "scalar" && field.scalar === ScalarType.STRING;
+      else if (kind === OPAQUE) ok = field.fieldKind === "message" || (field.fieldKind === "scalar" && field.scalar === ScalarType.BYTES);
+      else ok = field.fieldKind === "enum" || (field.fieldKind === "scalar" && VARINT_SCALARS.has(field.scalar));
+      if (!ok) problems.push(`${where} is not a ${typeof kind === "object" ? kind.typeName : EXPECTED_WIRE_TYPE[kind]}`);
+    }
+  };
+  checkShape(CHECK_REQUEST_SHAPE);
+  for (const [typeName, fields] of Object.entries(RESPONSE_LAYOUT)) {
+    const desc = registry.getMessage(typeName);
+    if (!desc) {
+      problems.push(`${typeName} is not in the descriptor set`);
+      continue;
+    }
+    for (const [name, number] of Object.entries(fields)) {
+      if (desc.fields.find((f) => f.name === name)?.number !== number) problems.push(`${typeName}.${name} is not field ${number}`);
+    }
+  }
+  if (problems.length > 0) throw new Error(`ext_authz wire codec does not match the Envoy descriptors: ${problems.join("; ")}`);
+}
+
+const VARINT_SCALARS = new Set<ScalarType>([
+  ScalarType.INT32, ScalarType.INT64, ScalarType.UINT32, ScalarType.UINT64, ScalarType.SINT32, ScalarType.SINT64, ScalarType.BOOL,
+]);
+
+/** Service definition for grpc-js over generic messages: binary in, binary out, no protobufjs/proto-loader involved. */
 export function authorizationService(): ServiceDefinition {
   return {
     Check: {
@@ -131,13 +194,7 @@ export function checkInputOf(message: Message): CheckInput {
   };
 }
 
-// google.rpc.Code values used in CheckResponse.status.
 const GRPC_OK = 0;
-const GRPC_PERMISSION_DENIED = 7;
-const GRPC_RESOURCE_EXHAUSTED = 8;
-const GRPC_UNAVAILABLE = 14;
-const GRPC_UNAUTHENTICATED = 16;
-const GRPC_INTERNAL = 13;
 
 /** envoy.config.core.v3.HeaderValueOption.HeaderAppendAction */
 const OVERWRITE_IF_EXISTS_OR_ADD = 2;
@@ -146,19 +203,20 @@ function headerOptions(headers: Record<string, string>) {
   return Object.entries(headers).map(([key, value]) => ({ header: { key, value }, appendAction: OVERWRITE_IF_EXISTS_OR_ADD }));
 }
 
-function grpcCodeFor(status: number): number {
-  if (status === 401) return GRPC_UNAUTHENTICATED;
-  if (status === 429) return GRPC_RESOURCE_EXHAUSTED;
-  if (status === 503) return GRPC_UNAVAILABLE;
-  if (status >= 500) return GRPC_INTERNAL;
-  return GRPC_PERMISSION_DENIED;
-}
-
 function stringValue(value: string) {
   return { kind: { case: "stringValue", value } };
 }
 
-/** The CheckResponse for a decision. */
+/**
+ * The CheckResponse for a decision.
+ *
+ * Note: @bufbuild/protobuf takes a google.protobuf.Struct field's value as a JSON object, so
+ * `dynamicMetadata: { fields: metadata }` below produces the Struct `{"fields": {"credential":
+ * {"kind": {"case": "stringValue", "value": "API_KEY"}}, ...}}`, not `{"credential": "API_KEY",
+ * ...}`: Envoy sees a single key `fields`. The test client decodes it back the same way, and
+ * wire.ts reproduces these bytes exactly; fixing it means `dynamicMetadata: { credential: ...,
+ * request_id: ... }` here, `metadataOf` in wire.ts, and the test client's `flatten` together.
+ */
 export function checkResponseOf(decision: Decision): Message {
   const { response } = checkSchemas();
   if (decision.allowed) {

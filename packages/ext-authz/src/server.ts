@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import * as grpc from "@grpc/grpc-js";
-import type { Message } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import type { CredentialStore } from "@apigw/shared";
-import { createChecker, type CheckOptions, type Checker } from "./check";
+import { createChecker, type CheckInput, type CheckOptions, type Checker, type Decision } from "./check";
 import type { ExtAuthzMetrics } from "./metrics";
-import { authorizationService, checkInputOf, checkResponseOf, checkSchemas } from "./protocol";
+import { createUnaryServer } from "./grpcServer";
+import { assertWireLayout, CHECK_METHOD_PATH, checkSchemas } from "./protocol";
+import { readCheckInput, writeCheckResponse } from "./wire";
 import { REASONS } from "./reasons";
 
 export interface ExtAuthzServerOptions extends CheckOptions {
@@ -42,42 +42,28 @@ export async function createExtAuthzServer(deps: ExtAuthzServerDeps): Promise<Ex
   const options = deps.options ?? {};
   const logger = deps.logger;
   checkSchemas(); // load the descriptors now, not on the first call
+  assertWireLayout(); // the hot-path codec matches them
   const checker = createChecker({ store: deps.store, masterKey: deps.masterKey, logger, metrics: deps.metrics, options });
   const maxMessageBytes = options.maxMessageBytes ?? 8 * 1024 * 1024;
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": maxMessageBytes,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
-  });
-
-  server.addService(authorizationService(), {
-    Check(call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) {
-      let input;
-      try {
-        input = checkInputOf(call.request);
-      } catch (error) {
-        // Should not happen (checkInputOf only reads); never let it reach grpc-js as a crash.
-        logger?.error({ err: { message: (error as Error).message } }, "unreadable CheckRequest");
-        callback(null, checkResponseOf(internalErrorDecision()));
-        return;
-      }
-      checker.check(input).then(
-        (decision) => callback(null, checkResponseOf(decision)),
-        (error: unknown) => {
+  // gRPC on node:http2 (grpcServer.ts): the request bytes are read straight into a CheckInput and
+  // the Decision written straight to CheckResponse bytes (wire.ts). Malformed bytes are a gRPC
+  // error for that call only.
+  const server = createUnaryServer<CheckInput, Decision>(
+    {
+      path: CHECK_METHOD_PATH,
+      decode: readCheckInput,
+      handle: (input) =>
+        checker.check(input).catch((error: unknown) => {
           logger?.error({ err: { message: (error as Error)?.message } }, "check rejected unexpectedly");
-          callback(null, checkResponseOf(internalErrorDecision()));
-        },
-      );
+          return internalErrorDecision();
+        }),
+      encodeFrame: (decision) => writeCheckResponse(decision, 5),
     },
-  } as grpc.UntypedServiceImplementation);
+    { maxMessageBytes, logger },
+  );
 
   const host = options.host ?? "0.0.0.0";
-  const address = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${address}:${options.port ?? 9191}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
-  });
+  const port = await server.listen(options.port ?? 9191, host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host);
   logger?.info({ port, host, failOpen: options.failOpen === true }, "ext_authz gRPC server listening");
 
   let closed: Promise<void> | undefined;
@@ -85,17 +71,7 @@ export async function createExtAuthzServer(deps: ExtAuthzServerDeps): Promise<Ex
     port,
     checker,
     close(graceMs = 5000) {
-      closed ??= new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        timer.unref();
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      closed ??= server.close(graceMs);
       return closed;
     },
   };

@@ -5,6 +5,7 @@ import { CHANGE_CHANNEL, type ChangeNotification } from "../store/changes";
 import type { Database } from "../store/database";
 import { loadGatewayConfig, type GatewayApi, type GatewayConfig } from "../store/reads/gatewayConfig";
 import { selectApisForGateway, translate, type TranslatorOptions } from "../translator";
+import { deepFreeze } from "../translator/util";
 import { DEFAULT_GROUP, SnapshotCache, buildSnapshot, type Snapshot } from "../xds";
 
 export interface GatewayPipelineOptions {
@@ -24,6 +25,12 @@ export interface GatewayPipelineOptions {
  * for every gateway group that has connected (plus the default group). A configuration that
  * fails validation is never published: the last good snapshot stays, and the error is logged and
  * counted.
+ *
+ * Cost of a change: the APIs are held as deep-frozen objects, and an API whose re-read is
+ * identical keeps its object, so an unchanged API keeps its identity across rebuilds; the
+ * translator memoizes per API object and the snapshot validates/encodes each route once per route
+ * object, so a one-API change costs that API's routes plus a cheap global assembly (see
+ * translator/buildIr.ts "Memoization" and xds/routeConfiguration.ts).
  */
 export class GatewayPipeline {
   readonly cache: SnapshotCache;
@@ -156,8 +163,9 @@ export class GatewayPipeline {
     const started = performance.now();
     if (full) {
       const config = await loadGatewayConfig(this.options.knex);
+      const before = new Map(this.apis);
       this.apis.clear();
-      for (const api of config.apis) this.apis.set(api.handle, api);
+      for (const api of config.apis) this.apis.set(api.handle, this.keep(before.get(api.handle), api));
       this.revision = Math.max(config.revision, notifiedRevision);
     } else {
       if (handles.size === 0) return;
@@ -165,7 +173,7 @@ export class GatewayPipeline {
       const found = new Map(config.apis.map((a) => [a.handle, a]));
       for (const handle of handles) {
         const api = found.get(handle);
-        if (api) this.apis.set(handle, api);
+        if (api) this.apis.set(handle, this.keep(this.apis.get(handle), api));
         else this.apis.delete(handle);
       }
       // Label with the newest revision notified: every change up to it has been applied.
@@ -174,6 +182,17 @@ export class GatewayPipeline {
     this.metrics?.duration.observe({ stage: "read" }, (performance.now() - started) / 1000);
     this.metrics?.rebuilds.inc({ kind: full ? "full" : "incremental" });
     this.publish();
+  }
+
+  /**
+   * The object to keep for a (re-)read API: the one already held when the read is identical (a
+   * full reload, or a change that did not alter what the translator sees), so that the
+   * translator's and the snapshot's per-API memoization (keyed by the frozen object) still applies;
+   * else the new one, deep-frozen (frozen = immutable, which that memoization relies on).
+   */
+  private keep(held: GatewayApi | undefined, read: GatewayApi): GatewayApi {
+    if (held && JSON.stringify(held) === JSON.stringify(read)) return held;
+    return deepFreeze(read);
   }
 
   private currentConfig(): GatewayConfig {

@@ -5,9 +5,9 @@ import { endpointResources } from "./envoy/endpoints";
 import { listenerResources } from "./envoy/listener";
 import { routeConfigurations } from "./envoy/routes";
 import type { EnvoyResources, NamedResource } from "./envoy/types";
-import type { GatewayIr } from "./ir";
-import { resolveTranslatorOptions, type TranslatorOptions } from "./options";
-import { compareStrings } from "./util";
+import type { GatewayIr, IrCluster, IrRoute } from "./ir";
+import { resolveTranslatorOptions, type ResolvedTranslatorOptions, type TranslatorOptions } from "./options";
+import { canonicalJson, compareStrings, deepFreeze, type Json } from "./util";
 
 /*
  * The translator: GatewayConfig (one consistent read of the store) → Envoy v3 resources, pure and
@@ -33,14 +33,45 @@ export { HTTP_FILTERS } from "./envoy/httpFilters";
 
 const byName = (a: NamedResource, b: NamedResource) => compareStrings(a.name, b.name);
 
+/**
+ * Memoized Envoy JSON per set of resolved options: the listeners, and per frozen IR route /
+ * IrCluster its JSON (deep-frozen), so that what did not change keeps its identity (see
+ * buildIr.ts "Memoization"). A few sets of options at most are kept (a process normally uses one).
+ */
+interface EnvoyMemo {
+  listeners: NamedResource[];
+  routes: WeakMap<IrRoute, Json>;
+  clusters: WeakMap<IrCluster, Json>;
+  endpoints: WeakMap<IrCluster, Json>;
+}
+
+const MAX_MEMOS = 4;
+const memos = new Map<string, EnvoyMemo>();
+
+function memoFor(resolved: ResolvedTranslatorOptions): EnvoyMemo {
+  const key = canonicalJson(resolved);
+  let memo = memos.get(key);
+  if (memo) {
+    memos.delete(key); // most recently used last
+  } else {
+    const listeners = listenerResources(resolved).sort(byName);
+    for (const l of listeners) deepFreeze(l.resource);
+    memo = { listeners, routes: new WeakMap(), clusters: new WeakMap(), endpoints: new WeakMap() };
+    while (memos.size >= MAX_MEMOS) memos.delete(memos.keys().next().value!);
+  }
+  memos.set(key, memo);
+  return memo;
+}
+
 /** Envoy resources from an IR (for callers that already built one, e.g. to read its diagnostics). */
 export function translateIr(ir: GatewayIr, options: TranslatorOptions = {}): EnvoyResources {
   const resolved = resolveTranslatorOptions(options);
+  const memo = memoFor(resolved);
   return {
-    listeners: listenerResources(resolved).sort(byName),
-    routes: routeConfigurations(ir, resolved).sort(byName),
-    clusters: clusterResources(ir, resolved).sort(byName),
-    endpoints: endpointResources(ir, resolved).sort(byName),
+    listeners: memo.listeners.map((l) => ({ ...l })),
+    routes: routeConfigurations(ir, resolved, memo.routes).sort(byName),
+    clusters: clusterResources(ir, resolved, memo.clusters).sort(byName),
+    endpoints: endpointResources(ir, resolved, memo.endpoints).sort(byName),
   };
 }
 

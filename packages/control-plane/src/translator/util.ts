@@ -60,6 +60,19 @@ export function sortedRecord<T>(entries: Iterable<[string, T]>): Record<string, 
   return out;
 }
 
+/**
+ * Freezes an object graph (objects already frozen are taken as deeply frozen and skipped).
+ * Frozen = immutable: the translator and the snapshot builder memoize work by the identity of
+ * frozen objects (a GatewayApi, an IR route, an Envoy route), so a frozen object must never change.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value) && !ArrayBuffer.isView(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** A typed_config value: `{"@type": <type URL>, ...fields}`. */
 export function typed(typeUrl: string, fields: Json = {}): Json {
   return { "@type": typeUrl, ...fields };

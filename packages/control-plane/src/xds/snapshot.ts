@@ -10,7 +10,13 @@
  *    `name` (`cluster_name` for a ClusterLoadAssignment).
  *  - Per resource: `version` = the first 16 hex digits of sha256 over its deterministic bytes
  *    (map keys are sorted before encoding), so an unchanged resource keeps its version across
- *    rebuilds and delta clients receive only what changed.
+ *    rebuilds and delta clients receive only what changed. A RouteConfiguration is validated and
+ *    encoded piece by piece (routeConfiguration.ts: each route once per frozen route object, the
+ *    rest by content) and its version is sha256 over its skeleton (the bytes with each route
+ *    replaced by its digest): also a function of the bytes alone, without hashing megabytes.
+ *  - Reuse: a frozen resource (frozen = immutable; the translator deep-freezes what it memoizes)
+ *    that is the very object of the previous snapshot's entry is taken as is; any other resource
+ *    is compared with the previous entry by the hash of its canonical JSON.
  *  - Per type: `versions[typeUrl]` = hash over the sorted (name, version) pairs of that type.
  *  - consistent(snapshot): the cross-resource checks Envoy does not NACK but that stall or break
  *    traffic (an EDS cluster without its ClusterLoadAssignment waits for initial_fetch_timeout; a
@@ -34,6 +40,8 @@ import {
   type ResourceIssue,
   type ValidateOptions,
 } from "../envoy/schema/strict";
+import { collectClusterRefs, collectRdsNames, field, isObject, stableStringify, type Obj } from "./json";
+import { encodeRouteConfiguration, type EncodedRouteConfiguration } from "./routeConfiguration";
 
 export const XDS_TYPE_URLS = {
   cluster: ENVOY_TYPE_URLS.cluster,
@@ -68,7 +76,7 @@ export interface SnapshotResource {
   readonly resource: JsonObject;
   /** Its strictly encoded bytes: the value of the Any sent to Envoy. */
   readonly value: Uint8Array;
-  /** sha256 of `value`, 16 hex digits. */
+  /** sha256 of `value`, 16 hex digits (RouteConfiguration: sha256 of its skeleton, see routeConfiguration.ts). */
   readonly version: string;
   /** Routes and listeners: the clusters they may send traffic to. */
   readonly clusterRefs: readonly string[];
@@ -76,7 +84,7 @@ export interface SnapshotResource {
   readonly routeRefs: readonly string[];
   /** EDS clusters: the ClusterLoadAssignment name they request (service_name or the cluster name). */
   readonly edsName?: string;
-  /** Hash of the canonical input JSON, to reuse an unchanged resource without re-validating it. */
+  /** Hash of the canonical input JSON, to reuse an unchanged resource without re-validating it (RouteConfiguration: its version). */
   readonly sourceHash: string;
 }
 
@@ -164,8 +172,24 @@ export function buildSnapshot(input: SnapshotInput, options: BuildSnapshotOption
         const fieldName = typeUrl === XDS_TYPE_URLS.endpoint ? "cluster_name" : "name";
         return issue(fieldName, `the resource's ${fieldName} (${JSON.stringify(ownName ?? null)}) differs from its name "${name}"`);
       }
-      const sourceHash = shortHash(stableStringify(item.resource));
       const reused = previous?.get(name);
+      if (reused && reused.resource === item.resource && Object.isFrozen(item.resource)) {
+        map.set(name, reused);
+        return;
+      }
+      if (typeUrl === XDS_TYPE_URLS.route) {
+        const encoded = encodeRouteConfiguration(item.resource, options.validate);
+        if (encoded) {
+          if (!encoded.value) {
+            for (const problem of encoded.issues) issues.push({ typeUrl, name, ...problem });
+            map.set(name, placeholder(name, typeUrl));
+            return;
+          }
+          map.set(name, reused && reused.version === encoded.version ? reused : makeRouteEntry(name, item.resource as JsonObject, encoded));
+          return;
+        }
+      }
+      const sourceHash = shortHash(stableStringify(item.resource));
       if (reused && reused.sourceHash === sourceHash) {
         map.set(name, reused);
         return;
@@ -180,7 +204,7 @@ export function buildSnapshot(input: SnapshotInput, options: BuildSnapshotOption
     });
   }
   if (issues.length) throw new SnapshotError(issues);
-  return freeze(resources);
+  return freeze(resources, options.previous);
 }
 
 export function emptySnapshot(): Snapshot {
@@ -192,10 +216,34 @@ export function emptySnapshot(): Snapshot {
   } as Record<XdsTypeUrl, Map<string, SnapshotResource>>);
 }
 
-function freeze(resources: Record<XdsTypeUrl, Map<string, SnapshotResource>>): Snapshot {
+function freeze(resources: Record<XdsTypeUrl, Map<string, SnapshotResource>>, previous?: Snapshot): Snapshot {
   const versions = {} as Record<XdsTypeUrl, string>;
-  for (const typeUrl of PUSH_ORDER) versions[typeUrl] = versionOfSet(resources[typeUrl].values());
+  for (const typeUrl of PUSH_ORDER) {
+    // The same entries as the previous snapshot's (the usual case for all types but one): same version.
+    versions[typeUrl] =
+      previous && sameEntries(resources[typeUrl], previous.resources[typeUrl]) ? previous.versions[typeUrl] : versionOfSet(resources[typeUrl].values());
+  }
   return { resources, versions, version: shortHash(PUSH_ORDER.map((t) => versions[t]).join("\n")) };
+}
+
+function sameEntries(a: ReadonlyMap<string, SnapshotResource>, b: ReadonlyMap<string, SnapshotResource>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, entry] of a) if (b.get(name) !== entry) return false;
+  return true;
+}
+
+function makeRouteEntry(name: string, resource: JsonObject, encoded: EncodedRouteConfiguration): SnapshotResource {
+  return Object.freeze({
+    name,
+    typeUrl: XDS_TYPE_URLS.route,
+    resource,
+    value: encoded.value!,
+    version: encoded.version!,
+    clusterRefs: encoded.clusterRefs!,
+    routeRefs: [],
+    edsName: undefined,
+    sourceHash: encoded.version!,
+  });
 }
 
 function makeEntry(name: string, typeUrl: XdsTypeUrl, resource: JsonObject, value: Uint8Array, sourceHash: string): SnapshotResource {
@@ -274,66 +322,7 @@ export function envoyJsonOf(entry: SnapshotResource): JsonObject {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-type Obj = Record<string, unknown>;
-
-function isObject(value: unknown): value is Obj {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
-function field(obj: Obj, ...keys: string[]): unknown {
-  for (const key of keys) if (obj[key] !== undefined) return obj[key];
-  return undefined;
-}
-
-/** JSON with object keys sorted at every level. */
-export function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : stableStringify(v))).join(",")}]`;
-  if (isObject(value)) {
-    const keys = Object.keys(value)
-      .filter((k) => value[k] !== undefined)
-      .sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(value[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
-const CLUSTER_KEYS = new Set(["cluster", "cluster_name", "clusterName"]);
-const WEIGHTED_KEYS = new Set(["weighted_clusters", "weightedClusters"]);
-const RDS_NAME_KEYS = ["route_config_name", "routeConfigName"];
-
-function collectClusterRefs(resource: unknown): string[] {
-  const out = new Set<string>();
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (!isObject(node)) return;
-    for (const [key, value] of Object.entries(node)) {
-      if (CLUSTER_KEYS.has(key) && typeof value === "string" && value) out.add(value);
-      else if (WEIGHTED_KEYS.has(key) && isObject(value) && Array.isArray(value.clusters)) {
-        for (const c of value.clusters) if (isObject(c) && typeof c.name === "string" && c.name) out.add(c.name);
-        walk(value);
-      } else walk(value);
-    }
-  };
-  walk(resource);
-  return [...out].sort();
-}
-
-function collectRdsNames(resource: unknown): string[] {
-  const out = new Set<string>();
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (!isObject(node)) return;
-    for (const [key, value] of Object.entries(node)) {
-      if (key === "rds" && isObject(value)) {
-        const name = field(value, ...RDS_NAME_KEYS);
-        if (typeof name === "string" && name) out.add(name);
-      }
-      walk(value);
-    }
-  };
-  walk(resource);
-  return [...out].sort();
-}
+export { stableStringify } from "./json";
 
 function edsNameOf(cluster: Obj, name: string): string | undefined {
   const type = cluster.type;

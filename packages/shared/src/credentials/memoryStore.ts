@@ -1,4 +1,4 @@
-import type { CredentialStore, ScopeRef } from "./store";
+import type { ClaimAndCountResult, CredentialStore, ExpiringKey, ScopeRef } from "./store";
 import { scopeKey, parseScopeKey } from "./store";
 
 /**
@@ -48,6 +48,27 @@ export class MemoryCredentialStore implements CredentialStore {
     }
     this.expiring.set(key, { value: by, expiresAt: this.now() + ttlSeconds * 1000 });
     return by;
+  }
+
+  async claimAndCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
+    // Synchronous from here on: no other call runs between the claim and the increments.
+    const now = this.now();
+    if (nonce) {
+      if (this.live(nonce.key)) return { fresh: false, counts: [] };
+      this.expiring.set(nonce.key, { value: 1, expiresAt: now + nonce.ttlSeconds * 1000 });
+    }
+    const counts: number[] = [];
+    for (const { key, ttlSeconds } of counters) {
+      const entry = this.live(key);
+      if (entry) {
+        entry.value += 1;
+        counts.push(entry.value);
+      } else {
+        this.expiring.set(key, { value: 1, expiresAt: now + ttlSeconds * 1000 });
+        counts.push(1);
+      }
+    }
+    return { fresh: true, counts };
   }
 
   async setMeta(name: string, value: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { Redis, Cluster, type RedisOptions } from "ioredis";
-import type { CredentialStore, ScopeRef } from "./store";
+import type { ClaimAndCountResult, CredentialStore, ExpiringKey, ScopeRef } from "./store";
 import { KEY_PREFIX, metaKey, parseScopeKey, scopeKey } from "./store";
 
 export interface RedisConnectionOptions {
@@ -18,6 +18,27 @@ const INCREMENT_SCRIPT = `
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return value`;
+
+/**
+ * claimAndCount in one script. ARGV[1]: the nonce's TTL, or "" when there is no nonce; then
+ * KEYS[1] is the nonce key. The counters are the remaining KEYS, the j-th one with its TTL in
+ * ARGV[1 + j]. Returns nil when the nonce was already claimed (nothing counted), else the
+ * counters' new values.
+ */
+const CLAIM_AND_COUNT_SCRIPT = `
+local first = 1
+if ARGV[1] ~= '' then
+  if not redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return false end
+  first = 2
+end
+local counts = {}
+for j = 1, #KEYS - first + 1 do
+  local key = KEYS[first + j - 1]
+  local value = redis.call('INCRBY', key, 1)
+  if value == 1 then redis.call('EXPIRE', key, ARGV[1 + j]) end
+  counts[j] = value
+end
+return counts`;
 
 function hostPorts(list: string): { host: string; port: number }[] {
   return list
@@ -52,12 +73,16 @@ export function connectRedis(options: RedisConnectionOptions): Redis | Cluster {
   return new Redis(options.url ?? "redis://127.0.0.1:6379", common);
 }
 
-type WithIncrement = { apigwIncrement(key: string, by: string, ttl: string): Promise<number> };
+type WithIncrement = {
+  apigwIncrement(key: string, by: string, ttl: string): Promise<number>;
+  apigwClaimAndCount(numberOfKeys: number, keysAndArgs: string[]): Promise<number[] | null>;
+};
 
 export class RedisCredentialStore implements CredentialStore {
   constructor(readonly redis: Redis | Cluster) {
     // defineCommand sends EVALSHA, falling back to EVAL once when the script is not cached.
     redis.defineCommand("apigwIncrement", { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
+    redis.defineCommand("apigwClaimAndCount", { lua: CLAIM_AND_COUNT_SCRIPT });
   }
 
   async replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void> {
@@ -112,6 +137,27 @@ export class RedisCredentialStore implements CredentialStore {
 
   async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
     return Number(await (this.redis as unknown as WithIncrement).apigwIncrement(key, String(by), String(ttlSeconds)));
+  }
+
+  async claimAndCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
+    if (this.redis instanceof Cluster) {
+      // A script's keys must share a slot in Redis Cluster, and nonce and counter keys do not:
+      // the same effect in two round trips.
+      if (nonce && !(await this.claimOnce(nonce.key, nonce.ttlSeconds))) return { fresh: false, counts: [] };
+      return { fresh: true, counts: await Promise.all(counters.map((c) => this.increment(c.key, c.ttlSeconds))) };
+    }
+    if (!nonce && counters.length === 0) return { fresh: true, counts: [] };
+    // KEYS then ARGV, in one array (ioredis flattens it).
+    const numberOfKeys = (nonce ? 1 : 0) + counters.length;
+    const keysAndArgs: string[] = new Array(numberOfKeys * 2 + (nonce ? 0 : 1));
+    let k = 0;
+    if (nonce) keysAndArgs[k++] = nonce.key;
+    for (const counter of counters) keysAndArgs[k++] = counter.key;
+    keysAndArgs[k++] = nonce ? String(nonce.ttlSeconds) : "";
+    for (const counter of counters) keysAndArgs[k++] = String(counter.ttlSeconds);
+    const counts = await (this.redis as unknown as WithIncrement).apigwClaimAndCount(numberOfKeys, keysAndArgs);
+    if (counts === null) return { fresh: false, counts: [] };
+    return { fresh: true, counts: counts.map(Number) };
   }
 
   async setMeta(name: string, value: string): Promise<void> {

@@ -25,11 +25,32 @@ export interface CredentialStore {
   claimOnce(key: string, ttlSeconds: number): Promise<boolean>;
   /** Adds `by` to a counter that expires `ttlSeconds` after its first increment; returns the new count. */
   increment(key: string, ttlSeconds: number, by?: number): Promise<number>;
+  /**
+   * The writes of one check in one round trip: claims `nonce` like `claimOnce` when one is given
+   * and, only when the claim succeeds (or no nonce is given), increments each counter by 1 like
+   * `increment`. Returns whether the nonce was fresh and the counters' new values, in the order
+   * given (empty when the nonce was already used: nothing is counted then). Optional: without
+   * it, callers use claimOnce and increment, to the same effect in more round trips.
+   */
+  claimAndCount?(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult>;
   setMeta(name: string, value: string): Promise<void>;
   getMeta(name: string): Promise<string | null>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A key that expires `ttlSeconds` after it is created (a nonce, or a counter's first increment). */
+export interface ExpiringKey {
+  key: string;
+  ttlSeconds: number;
+}
+
+export interface ClaimAndCountResult {
+  /** False when the nonce was already claimed (then no counter was incremented). */
+  fresh: boolean;
+  /** New value of each counter, in the order given; empty when `fresh` is false. */
+  counts: number[];
 }
 
 /** Key prefix of everything the project keeps in Redis. */

@@ -1,7 +1,7 @@
 import { ENVOY_TYPE_URLS } from "../../envoy/schema/strict";
 import type { GatewayIr, IrCluster } from "../ir";
 import type { ResolvedTranslatorOptions } from "../options";
-import { envoyDuration, typed, type Json } from "../util";
+import { deepFreeze, envoyDuration, typed, type Json } from "../util";
 import { loadAssignment, usesEds } from "./endpoints";
 import { circuitBreakerFields } from "./features/circuitBreaker";
 import type { NamedResource } from "./types";
@@ -54,6 +54,14 @@ export function envoyCluster(cluster: IrCluster, options: ResolvedTranslatorOpti
   };
 }
 
-export function clusterResources(ir: GatewayIr, options: ResolvedTranslatorOptions): NamedResource[] {
-  return ir.clusters.map((c) => ({ name: c.name, typeUrl: ENVOY_TYPE_URLS.cluster, resource: envoyCluster(c, options) }));
+/** The clusters; with `memo` (one per set of options), the JSON of a frozen IrCluster is made once and deep-frozen. */
+export function clusterResources(ir: GatewayIr, options: ResolvedTranslatorOptions, memo?: WeakMap<IrCluster, Json>): NamedResource[] {
+  return ir.clusters.map((c) => {
+    let resource = memo && Object.isFrozen(c) ? memo.get(c) : undefined;
+    if (!resource) {
+      resource = envoyCluster(c, options);
+      if (memo && Object.isFrozen(c)) memo.set(c, deepFreeze(resource));
+    }
+    return { name: c.name, typeUrl: ENVOY_TYPE_URLS.cluster, resource };
+  });
 }

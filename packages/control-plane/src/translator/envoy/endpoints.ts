@@ -1,7 +1,7 @@
 import { ENVOY_TYPE_URLS } from "../../envoy/schema/strict";
 import type { GatewayIr, IrCluster } from "../ir";
 import type { ResolvedTranslatorOptions } from "../options";
-import type { Json } from "../util";
+import { deepFreeze, type Json } from "../util";
 import type { NamedResource } from "./types";
 
 /*
@@ -34,8 +34,16 @@ export function loadAssignment(cluster: IrCluster): Json {
   };
 }
 
-export function endpointResources(ir: GatewayIr, options: ResolvedTranslatorOptions): NamedResource[] {
+/** The EDS assignments; with `memo`, the JSON of a frozen IrCluster is made once and deep-frozen. */
+export function endpointResources(ir: GatewayIr, options: ResolvedTranslatorOptions, memo?: WeakMap<IrCluster, Json>): NamedResource[] {
   return ir.clusters
     .filter((c) => usesEds(c, options))
-    .map((c) => ({ name: c.name, typeUrl: ENVOY_TYPE_URLS.clusterLoadAssignment, resource: loadAssignment(c) }));
+    .map((c) => {
+      let resource = memo && Object.isFrozen(c) ? memo.get(c) : undefined;
+      if (!resource) {
+        resource = loadAssignment(c);
+        if (memo && Object.isFrozen(c)) memo.set(c, deepFreeze(resource));
+      }
+      return { name: c.name, typeUrl: ENVOY_TYPE_URLS.clusterLoadAssignment, resource };
+    });
 }

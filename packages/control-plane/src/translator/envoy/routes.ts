@@ -1,7 +1,8 @@
 import { ENVOY_TYPE_URLS } from "../../envoy/schema/strict";
+import { hostPlans, type GroupRender } from "../buildIr";
 import type { GatewayIr, IrForwardRoute, IrPathMatch, IrPathRewrite, IrRoute, IrVirtualHost } from "../ir";
 import type { ResolvedTranslatorOptions } from "../options";
-import { typed, type Json } from "../util";
+import { deepFreeze, typed, type Json } from "../util";
 import { headerValueOption, routeHeaderMutations } from "./features/headers";
 import { typedPerFilterConfig } from "./httpFilters";
 import type { NamedResource } from "./types";
@@ -27,14 +28,12 @@ import type { NamedResource } from "./types";
 /*
  * Sub-objects that are the same on many routes are built once and shared (frozen): at 10,000 APIs
  * this saves a large share of the allocations. Resources must therefore be treated as immutable.
+ *
+ * Memoization: the Envoy JSON of a frozen IR route (buildIr freezes every IR route it makes and
+ * keeps it while nothing it depends on changes) is made once per set of options and deep-frozen,
+ * so an unchanged API's routes keep their identity from one translation to the next, which
+ * buildSnapshot uses to skip validating and encoding them again (xds/routeConfiguration.ts).
  */
-const deepFreeze = <T>(value: T): T => {
-  if (value && typeof value === "object") {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-};
 const JSON_CONTENT_TYPE = deepFreeze(headerValueOption("content-type", "application/json"));
 const METHOD_MATCHERS = new Map<string, Json[]>();
 function methodMatcher(method: string): Json[] {
@@ -122,16 +121,51 @@ export function envoyRoute(route: IrRoute, options: ResolvedTranslatorOptions): 
   }
 }
 
-export function virtualHost(host: IrVirtualHost, options: ResolvedTranslatorOptions): Json {
-  return { name: host.name, domains: [host.domain], routes: host.routes.map((r) => envoyRoute(r, options)) };
+/** envoyRoute, memoized per frozen IR route in `memo` (one WeakMap per set of options). */
+export function memoizedEnvoyRoute(route: IrRoute, options: ResolvedTranslatorOptions, memo?: WeakMap<IrRoute, Json>): Json {
+  if (!memo || !Object.isFrozen(route)) return envoyRoute(route, options);
+  let json = memo.get(route);
+  if (!json) memo.set(route, (json = deepFreeze(envoyRoute(route, options))));
+  return json;
 }
 
-export function routeConfigurations(ir: GatewayIr, options: ResolvedTranslatorOptions): NamedResource[] {
+/** The Envoy JSON of a group's routes and 405 routes, kept on the group's render per set of options. */
+function groupJson(render: GroupRender, options: ResolvedTranslatorOptions, memo: WeakMap<IrRoute, Json>): { routes: Json[]; notAllowed: Json[] } {
+  let json = render.envoy.get(memo) as { routes: Json[]; notAllowed: Json[] } | undefined;
+  if (!json) {
+    json = {
+      routes: render.routes.map((r) => memoizedEnvoyRoute(r, options, memo)),
+      notAllowed: render.notAllowed.map((r) => memoizedEnvoyRoute(r, options, memo)),
+    };
+    render.envoy.set(memo, json);
+  }
+  return json;
+}
+
+export function virtualHost(host: IrVirtualHost, options: ResolvedTranslatorOptions, memo?: WeakMap<IrRoute, Json>): Json {
+  const routes = new Array<Json>(host.routes.length);
+  // A host buildIr assembled from group renders: whole groups at once (no per-route lookup).
+  const plan = memo ? hostPlans.get(host) : undefined;
+  if (plan && memo) {
+    let i = 0;
+    const parts = plan.map((render) => groupJson(render, options, memo));
+    for (const part of parts) for (const r of part.routes) routes[i++] = r;
+    for (const part of parts) for (const r of part.notAllowed) routes[i++] = r;
+    if (i === routes.length - 1) {
+      routes[i] = memoizedEnvoyRoute(host.routes[i]!, options, memo);
+      return { name: host.name, domains: [host.domain], routes };
+    }
+  }
+  for (let i = 0; i < routes.length; i++) routes[i] = memoizedEnvoyRoute(host.routes[i]!, options, memo);
+  return { name: host.name, domains: [host.domain], routes };
+}
+
+export function routeConfigurations(ir: GatewayIr, options: ResolvedTranslatorOptions, memo?: WeakMap<IrRoute, Json>): NamedResource[] {
   return [
     {
       name: options.routeConfigName,
       typeUrl: ENVOY_TYPE_URLS.routeConfiguration,
-      resource: { name: options.routeConfigName, virtual_hosts: ir.virtualHosts.map((h) => virtualHost(h, options)) },
+      resource: { name: options.routeConfigName, virtual_hosts: ir.virtualHosts.map((h) => virtualHost(h, options, memo)) },
     },
   ];
 }
