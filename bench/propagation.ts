@@ -55,7 +55,10 @@ function clients(address: string): void {
   const send = (m: FromClients) => process.send!(m);
   const pending = new Set<string>();
   const initial = { sotw: false, delta: false };
-  const options: grpc.ClientOptions = { "grpc.max_receive_message_length": -1 };
+  // Envoy's HTTP/2 receive windows default to 256 MiB (Http2ProtocolOptions.initial_stream_window_size
+  // and initial_connection_window_size); grpc-js's default is 64 KiB, which would make a multi-MiB
+  // response wait for a WINDOW_UPDATE round trip every 64 KiB.
+  const options: grpc.ClientOptions = { "grpc.max_receive_message_length": -1, "grpc-node.flow_control_window": 256 * 1024 * 1024 };
 
   const onRoutes = (protocol: Protocol, values: Uint8Array[], at: number) => {
     const buffers = values.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength));

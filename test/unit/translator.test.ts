@@ -144,13 +144,23 @@ function vhost(resources: EnvoyResources, name: string): Json {
 
 const matchText = (route: Json): string =>
   route.match.path ?? route.match.prefix ?? route.match.path_match_policy?.typed_config.path_template ?? JSON.stringify(route.match);
-const methodOf = (route: Json): string | undefined => route.match.headers?.[0]?.string_match?.exact;
+/** The method a route was declared for (a GET route's matcher may also accept HEAD). */
+const methodOf = (route: Json): string | undefined => {
+  const m = route.match.headers?.[0]?.string_match;
+  return m?.exact ?? m?.safe_regex?.regex.split("|")[0];
+};
+/** Whether a route's :method matcher accepts `method` (exact, or an RE2 alternation matched in full). */
+const acceptsMethod = (route: Json, method: string): boolean => {
+  const m = route.match.headers?.[0]?.string_match;
+  if (!m) return true;
+  if (m.exact !== undefined) return m.exact === method;
+  return new RegExp(`^(?:${m.safe_regex.regex})$`).test(method);
+};
 
 /** Index of the first route (in match order) that answers `method` on `path`: a tiny Envoy route matcher for the forms we emit. */
 function firstMatch(routes: Json[], method: string, requestPath: string): Json | undefined {
   return routes.find((route) => {
-    const m = methodOf(route);
-    if (m && m !== method) return false;
+    if (!acceptsMethod(route, method)) return false;
     if (route.match.prefix !== undefined) return requestPath.startsWith(route.match.prefix);
     if (route.match.path !== undefined) return route.match.path === requestPath;
     const template: string = route.match.path_match_policy.typed_config.path_template;
@@ -348,8 +358,8 @@ describe("translator", () => {
       const route = firstMatch(routes, "PATCH", "/library/books/new")!;
       expect(route.direct_response.status).to.equal(405);
       const allow = route.response_headers_to_add.find((h: Json) => h.header.key === "allow").header.value;
-      expect(allow).to.equal("DELETE, GET, PUT");
-      expect(JSON.parse(route.direct_response.body.inline_string)).to.deep.equal({ status: "error", message: "Method not allowed", allowedMethods: ["DELETE", "GET", "PUT"] });
+      expect(allow).to.equal("DELETE, GET, HEAD, PUT");
+      expect(JSON.parse(route.direct_response.body.inline_string)).to.deep.equal({ status: "error", message: "Method not allowed", allowedMethods: ["DELETE", "GET", "HEAD", "PUT"] });
       expect(route.response_headers_to_add.find((h: Json) => h.header.key === "content-type").header.value).to.equal("application/json");
       expect(route.typed_per_filter_config["envoy.filters.http.ext_authz"]).to.deep.equal({ "@type": U.extAuthzPerRoute, disabled: true });
     });
@@ -374,6 +384,29 @@ describe("translator", () => {
     it("matches the exact method with a :method header matcher", () => {
       const route = firstMatch(routes, "DELETE", "/library/books/7")!;
       expect(route.match.headers).to.deep.equal([{ name: ":method", string_match: { exact: "DELETE" } }]);
+    });
+
+    it("answers HEAD with the GET operation of a path that declares no HEAD, and lists HEAD in Allow", () => {
+      const head = firstMatch(routes, "HEAD", "/library/books/new")!;
+      expect(head.name).to.equal("library RELEASE GET /books/new");
+      expect(head.match.headers).to.deep.equal([{ name: ":method", string_match: { safe_regex: { regex: "GET|HEAD" } } }]);
+      expect(firstMatch(routes, "HEAD", "/library/books/7")!.name).to.equal("library RELEASE GET /books/{id}");
+      // A path whose only operations are not GET has no HEAD either: 405.
+      const put = firstMatch(routes, "PUT", "/library/books/7")!;
+      expect(put.match.headers).to.deep.equal([{ name: ":method", string_match: { exact: "PUT" } }]);
+    });
+
+    it("leaves HEAD to a path's own HEAD operation when it declares one", () => {
+      const api = gatewayApi("heads");
+      api.stages[0]!.operations = [
+        { method: "GET", path: "/items", policies: [] },
+        { method: "HEAD", path: "/items", policies: [] },
+        { method: "GET", path: "/other", policies: [] },
+      ];
+      const hostRoutes = vhost(translate({ revision: 1, apis: [api] }), "*").routes as Json[];
+      expect(firstMatch(hostRoutes, "HEAD", "/heads/items")!.name).to.equal("heads RELEASE HEAD /items");
+      expect(firstMatch(hostRoutes, "GET", "/heads/items")!.match.headers[0].string_match).to.deep.equal({ exact: "GET" });
+      expect(firstMatch(hostRoutes, "HEAD", "/heads/other")!.name).to.equal("heads RELEASE GET /other");
     });
 
     it("renames variables Envoy refuses, the same way in the match and the rewrite", () => {
@@ -548,7 +581,7 @@ describe("translator", () => {
           { safe_regex: { regex: "(?i)https://[a-z0-9.-]+\\.example\\.org" } },
           { exact: "http://localhost:3000", ignore_case: true },
         ],
-        allow_methods: "GET,POST",
+        allow_methods: "GET,HEAD,POST",
         allow_headers: "Content-Type,API-Key",
         expose_headers: "X-Request-Id",
         max_age: "600",

@@ -201,9 +201,9 @@ export class Entry {
   }
 
   /** The forward route of form `f`; its CORS allowMethods may default to the path's `allow`. */
-  forwardRoute(f: number, allow: HttpMethod[]): IrForwardRoute {
+  forwardRoute(f: number, allow: HttpMethod[], alsoHead: boolean): IrForwardRoute {
     const cors = this.policies.cors;
-    const key = cors && !cors.allowMethods ? allow.join(",") : "";
+    const key = (cors && !cors.allowMethods ? allow.join(",") : "") + (alsoHead ? "|HEAD" : "");
     const memo = this.forward[f];
     if (memo && memo.key === key) return memo.route;
     const rendered = this.render(f) as Exclude<RenderedPath, { problem: string }>;
@@ -214,6 +214,7 @@ export class Entry {
       stage: this.stage,
       operation: describe(this),
       method: this.method,
+      ...(alsoHead ? { alsoHead: true as const } : {}),
       match: rendered.match,
       ...(rendered.rewrite ? { rewrite: rendered.rewrite } : {}),
       destinations: this.destinations.map((d) => ({ cluster: d.cluster.name, weight: d.weight })),
@@ -473,6 +474,7 @@ function hostStructure(groups: Group[]): HostStructure {
     if (covering.length > 1) covering.sort((a, b) => position[a]! - position[b]!);
     const allow = new Set<HttpMethod>();
     for (const c of covering) for (const e of groups[c]!.entries) allow.add(e.method);
+    if (allow.has("GET")) allow.add("HEAD"); // answered by the GET route (see alsoHead)
     const sorted = Object.freeze([...allow].sort(compareStrings)) as HttpMethod[];
     structure.allow[g] = sorted;
     structure.allowKey[g] = sorted.join(",");
@@ -556,6 +558,7 @@ function renderGroup(group: Group, allowKey: string): GroupRender {
   const clusters = new Map<string, IrCluster>();
   const formCount = first.formCount;
   const rejected = new Set<number>();
+  const impliedHead = !group.entries.some((e) => e.method === "HEAD");
   for (let f = 0; f < formCount; f++) {
     group.entries.forEach((entry, i) => {
       if (rejected.has(i)) return;
@@ -566,7 +569,7 @@ function renderGroup(group: Group, allowKey: string): GroupRender {
         return;
       }
       for (const d of entry.destinations) clusters.set(d.cluster.name, d.cluster);
-      routes.push(entry.forwardRoute(f, group.allow));
+      routes.push(entry.forwardRoute(f, group.allow, impliedHead && entry.method === "GET"));
     });
     const representative = group.entries.findIndex((_, i) => !rejected.has(i));
     if (representative < 0) continue;

@@ -62,6 +62,11 @@ export interface IrForwardRoute {
   /** `METHOD path` exactly as declared in the API. */
   operation: string;
   method: HttpMethod;
+  /**
+   * A GET route also answers HEAD when the path declares no HEAD operation of its own (HTTP
+   * requires HEAD wherever GET is served; the upstream answers it without a body).
+   */
+  alsoHead?: true;
   match: IrPathMatch;
   /** Absent: the upstream gets the request path unchanged. */
   rewrite?: IrPathRewrite;

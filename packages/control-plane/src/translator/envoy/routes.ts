@@ -36,9 +36,14 @@ import type { NamedResource } from "./types";
  */
 const JSON_CONTENT_TYPE = deepFreeze(headerValueOption("content-type", "application/json"));
 const METHOD_MATCHERS = new Map<string, Json[]>();
-function methodMatcher(method: string): Json[] {
-  let matcher = METHOD_MATCHERS.get(method);
-  if (!matcher) METHOD_MATCHERS.set(method, (matcher = deepFreeze([{ name: ":method", string_match: { exact: method } }])));
+function methodMatcher(method: string, alsoHead: boolean): Json[] {
+  const key = alsoHead ? `${method}|HEAD` : method;
+  let matcher = METHOD_MATCHERS.get(key);
+  if (!matcher) {
+    // RE2, anchored by Envoy (full match): `GET|HEAD`.
+    const stringMatch = alsoHead ? { safe_regex: { regex: `${method}|HEAD` } } : { exact: method };
+    METHOD_MATCHERS.set(key, (matcher = deepFreeze([{ name: ":method", string_match: stringMatch }])));
+  }
   return matcher;
 }
 
@@ -97,7 +102,7 @@ export function envoyRoute(route: IrRoute, options: ResolvedTranslatorOptions): 
     case "forward":
       return {
         name: route.name,
-        match: { ...pathMatch(route.match), headers: methodMatcher(route.method) },
+        match: { ...pathMatch(route.match), headers: methodMatcher(route.method, route.alsoHead === true) },
         route: forwardAction(route, options),
         ...routeHeaderMutations(route),
         ...perFilter(route, options),
