@@ -15,16 +15,24 @@ export function field(obj: Obj, ...keys: string[]): unknown {
   return undefined;
 }
 
-/** JSON with object keys sorted at every level. */
+/**
+ * JSON with object keys sorted at every level (members whose value is undefined left out). Values
+ * JSON cannot hold are kept apart from null and from each other (NaN, ±Infinity, bigints,
+ * undefined list items, byte arrays): the result is a cache key for the validation of the value,
+ * and the strict decode rejects those where it accepts null.
+ */
 export function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : stableStringify(v))).join(",")}]`;
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (value instanceof Uint8Array) return `#bytes[${value.join(",")}]`;
   if (isObject(value)) {
     const keys = Object.keys(value)
       .filter((k) => value[k] !== undefined)
       .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(value[k])}`).join(",")}}`;
   }
-  return JSON.stringify(value) ?? "null";
+  if (typeof value === "number" && !Number.isFinite(value)) return `#${value}`;
+  if (typeof value === "bigint") return `#${value}n`;
+  return JSON.stringify(value) ?? `#${typeof value}`;
 }
 
 const CLUSTER_KEYS = new Set(["cluster", "cluster_name", "clusterName"]);

@@ -11,7 +11,7 @@
  *   vh = [the host's fields numbered < 3] + per route: 0x1a len(route) route + [fields > 3]
  *
  * (virtual_hosts is field 2 of RouteConfiguration, routes field 3 of VirtualHost): exactly what a
- * full toBinary produces (a test checks byte equality on several configurations).
+ * full toBinary produces (test/unit/route-configuration-encoding.test.ts checks byte equality).
  *
  * Validation is split the same way, with the same result as validating the whole resource:
  *  - the "shell" (the RouteConfiguration with every host's `routes` left out) goes through
@@ -25,6 +25,8 @@
  *    references are kept in a WeakMap keyed by the route object. An unfrozen route is checked on
  *    every build. Issues are reported with the path they would have in the whole resource
  *    (`virtual_hosts[0].routes[3].match.path`).
+ *  - as for the whole resource, decode issues (unknown field, wrong type...) hide the rule issues:
+ *    when a piece does not decode, only the pieces' decode issues are reported.
  *  - consecutive routes are encoded in content-defined chunks (a chunk ends after a route whose
  *    digest says so, about one in 64, or at the end of its host) kept by their first route object:
  *    a build walks the routes comparing object identity, copies unchanged chunks whole and builds
@@ -41,7 +43,7 @@
  * a host or route that is not an object) is left to the caller's whole-resource check.
  */
 import { createHash } from "node:crypto";
-import { checkEnvoyResource, ENVOY_TYPE_URLS, type ResourceIssue, type ValidateOptions } from "../envoy/schema/strict";
+import { checkEnvoyResource, encodeStrict, ENVOY_TYPE_URLS, EnvoyResourceError, type ResourceIssue, type ValidateOptions } from "../envoy/schema/strict";
 import { collectClusterRefs, isObject, stableStringify, type Obj } from "./json";
 
 export const ROUTE_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.Route";
@@ -68,6 +70,8 @@ interface EncodedRoute {
   bytes: Uint8Array;
   digest: Uint8Array;
   issues: ResourceIssue[];
+  /** The issues come from the strict decode, not from the rules (see the header). */
+  undecodable: boolean;
   clusterRefs: readonly string[];
   /** A chunk ends after this route (content-defined: a property of its digest). */
   boundary: boolean;
@@ -91,6 +95,7 @@ interface Chunk {
 
 interface EncodedShell {
   issues: ResourceIssue[];
+  undecodable: boolean;
   head: Uint8Array;
   tail: Uint8Array;
   hosts: { head: Uint8Array; tail: Uint8Array }[];
@@ -152,10 +157,19 @@ export function encodeRouteConfiguration(resource: unknown, validate: ValidateOp
   routeConfigurationStats.chunksReused = 0;
   routeConfigurationStats.chunksBuilt = 0;
 
+  // checkEnvoyResource reports only decode issues when the strict decode fails (the rules are
+  // checked on a decoded message): when any piece fails to decode, so does the whole resource, and
+  // its issues are the decode issues of every piece.
   const issues = [...shell.issues];
-  const hostChunks = hostRoutes.map((routes, i) => chunksOf(routes as object[], cache, validate, (j, issue) => {
-    issues.push({ path: `virtual_hosts[${i}].routes[${j}]${issue.path ? `.${issue.path}` : ""}`, message: issue.message });
+  const decodeIssues = shell.undecodable ? [...shell.issues] : [];
+  const hostChunks = hostRoutes.map((routes, i) => chunksOf(routes as object[], cache, validate, (j, entry) => {
+    for (const issue of entry.issues) {
+      const placed = { path: `virtual_hosts[${i}].routes[${j}]${issue.path ? `.${issue.path}` : ""}`, message: issue.message };
+      issues.push(placed);
+      if (entry.undecodable) decodeIssues.push(placed);
+    }
   }));
+  if (decodeIssues.length) return { issues: decodeIssues };
   if (issues.length) return { issues };
 
   // The value, and the (length-prefixed, hence unambiguous) skeleton hashed for the version.
@@ -187,7 +201,7 @@ export function encodeRouteConfiguration(resource: unknown, validate: ValidateOp
 }
 
 /** The host's routes as chunks: cached ones where the same route objects follow, new ones elsewhere. */
-function chunksOf(routes: object[], cache: Caches, validate: ValidateOptions, report: (index: number, issue: ResourceIssue) => void): Chunk[] {
+function chunksOf(routes: object[], cache: Caches, validate: ValidateOptions, report: (index: number, entry: EncodedRoute) => void): Chunk[] {
   const out: Chunk[] = [];
   let failed = false;
   let i = 0;
@@ -217,7 +231,7 @@ function chunksOf(routes: object[], cache: Caches, validate: ValidateOptions, re
       encoded.push(entry);
       if (entry.issues.length) {
         failed = true;
-        for (const issue of entry.issues) report(i, issue);
+        report(i, entry);
       }
       if (entry.boundary) {
         i++;
@@ -298,15 +312,29 @@ class Skeleton {
 
 function encodeRoute(route: Obj, validate: ValidateOptions): EncodedRoute {
   const checked = checkEnvoyResource(ROUTE_TYPE_URL, route, validate);
-  if (!checked.bytes) return { bytes: EMPTY, digest: EMPTY, issues: checked.issues, clusterRefs: [], boundary: false };
+  if (!checked.bytes) {
+    return { bytes: EMPTY, digest: EMPTY, issues: checked.issues, undecodable: !decodes(ROUTE_TYPE_URL, route), clusterRefs: [], boundary: false };
+  }
   const digest = createHash("sha256").update(checked.bytes).digest().subarray(0, DIGEST_BYTES);
   return {
     bytes: checked.bytes,
     digest,
     issues: [],
+    undecodable: false,
     clusterRefs: Object.freeze(collectClusterRefs(route)),
     boundary: digest[0]! < 256 / CHUNK_SPREAD,
   };
+}
+
+/** Whether the strict decode accepts the JSON (only asked about invalid pieces: their issues are decode issues when it does not). */
+function decodes(typeUrl: string, json: unknown): boolean {
+  try {
+    encodeStrict(typeUrl, json);
+    return true;
+  } catch (error) {
+    if (error instanceof EnvoyResourceError) return false;
+    throw error;
+  }
 }
 
 /** Checks the shell (cached by content) and cuts its bytes into the pieces around hosts and routes; undefined if they cannot be cut. */
@@ -321,7 +349,7 @@ function encodeShell(shell: Obj, key: string, validate: ValidateOptions): Encode
   const checked = checkEnvoyResource(ENVOY_TYPE_URLS.routeConfiguration, shell, validate);
   let result: EncodedShell | undefined;
   if (!checked.bytes) {
-    result = { issues: checked.issues, head: EMPTY, tail: EMPTY, hosts: [], clusterRefs: [] };
+    result = { issues: checked.issues, undecodable: !decodes(ENVOY_TYPE_URLS.routeConfiguration, shell), head: EMPTY, tail: EMPTY, hosts: [], clusterRefs: [] };
   } else {
     const top = splitRepeated(checked.bytes, VIRTUAL_HOSTS_FIELD);
     const count = (shell.virtual_hosts ?? shell.virtualHosts) as unknown[];
@@ -332,7 +360,7 @@ function encodeShell(shell: Obj, key: string, validate: ValidateOptions): Encode
       if (!host || host.items.length !== 0) return undefined;
       hosts.push({ head: host.head, tail: host.tail });
     }
-    result = { issues: [], head: top.head, tail: top.tail, hosts, clusterRefs: Object.freeze(collectClusterRefs(shell)) };
+    result = { issues: [], undecodable: false, head: top.head, tail: top.tail, hosts, clusterRefs: Object.freeze(collectClusterRefs(shell)) };
   }
   while (shellCache.size >= SHELL_CACHE_SIZE) shellCache.delete(shellCache.keys().next().value!);
   shellCache.set(cacheKey, result);
