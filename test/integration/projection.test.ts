@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import {
+  DIRECTORY_SCOPE,
   MemoryCredentialStore,
   RedisCredentialStore,
   SecretBox,
@@ -385,18 +386,21 @@ describe("credential projection", function () {
       expect(projector!.status().scopes).to.equal(1);
     });
 
-    it("does nothing for a change that affects no API, and coalesces a burst into one batch", async () => {
+    it("writes no scope for a change that affects no API (only the directory for an application), and coalesces a burst into one batch", async () => {
       await created(post("/rest-apis", credentialApi("plain-api", { upstream: { main: { url: "http://plain:8080" } } })));
       await caughtUp({ apiId: "plain-api", stage: "RELEASE" });
       const writes = await metricValue(registry, "apigw_projection_scope_writes_total");
       const batches = await metricValue(registry, "apigw_projection_delay_seconds");
 
-      await created(post("/subscription-plans", { planName: "Unused" })); // names no API
-      await created(post("/applications", { name: "lonely-app" })); // authorized nowhere
+      await created(post("/subscription-plans", { planName: "Unused" })); // names no API: no batch at all
+      const lonely = (await created(post("/applications", { name: "lonely-app" }))).application; // authorized nowhere
       const planRevision = await currentRevision(harness().database.knex);
       await waitFor("the revision to move", () => (projector!.status().revision === planRevision ? true : undefined));
       expect(await metricValue(registry, "apigw_projection_scope_writes_total")).to.equal(writes);
-      expect(await metricValue(registry, "apigw_projection_delay_seconds")).to.equal(batches);
+      // One batch, for the application's entries in the application directory only.
+      expect(await metricValue(registry, "apigw_projection_delay_seconds")).to.equal(batches + 1);
+      expect(await metricValue(registry, "apigw_projection_directory_writes_total", { op: "update" })).to.equal(1);
+      expect(await field(DIRECTORY_SCOPE, `code:${sha256Hex(lonely.appCode)}`)).to.equal(JSON.stringify({ appId: lonely.id, enabled: true }));
 
       // 20 notifications committed together arrive together: one batch, one write.
       const revision = planRevision + 1;
@@ -406,7 +410,7 @@ describe("credential projection", function () {
       );
       await waitFor("the burst", () => (projector!.status().revision === revision + 19 ? true : undefined));
       expect(await metricValue(registry, "apigw_projection_scope_writes_total")).to.equal(writes + 1);
-      expect(await metricValue(registry, "apigw_projection_delay_seconds")).to.equal(batches + 1);
+      expect(await metricValue(registry, "apigw_projection_delay_seconds")).to.equal(batches + 2);
     });
   });
 

@@ -17,8 +17,11 @@ import {
   toSignableRequest,
   verifySignature,
   CONTEXT_EXTENSIONS,
+  DIRECTORY_SCOPE,
+  directoryField,
   type ClaimAndCountResult,
   type CredentialStore,
+  type DirectoryEntry,
   type ExpiringKey,
   type IpControlParams,
   type Parameter,
@@ -632,7 +635,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       const appKey = appKeyHeader;
       if (!appKey || appKey.length > MAX_APP_KEY_LENGTH) return deny(requestId, "invalidAppKey", "SIGNATURE", { scope });
       const raw = await fieldValue(reads, scopeRef, scopeField.appKey(appKey));
-      if (!raw) return deny(requestId, "invalidAppKey", "SIGNATURE", { scope });
+      if (!raw) return deny(requestId, await notInScope(directoryField.appKey(appKey), "invalidAppKey"), "SIGNATURE", { scope });
       const app = parseJson<ProjectedApplication>(raw, "application");
       if (!app.secretSealed) {
         logger?.warn({ apiId, stage, appId: app.appId }, "application entry without a sealed secret");
@@ -683,7 +686,7 @@ export function createChecker(deps: CheckerDeps): Checker {
       else removeQuery.push(APP_CODE_QUERY_PARAMETER);
       if (appCode.value.length > MAX_CREDENTIAL_LENGTH) return deny(requestId, "invalidAppCode", "APPCODE", { scope });
       const raw = await fieldValue(reads, scopeRef, scopeField.appCode(reads.hashOf(appCode.value)));
-      if (!raw) return deny(requestId, "invalidAppCode", "APPCODE", { scope });
+      if (!raw) return deny(requestId, await notInScope(directoryField.appCode(reads.hashOf(appCode.value)), "invalidAppCode"), "APPCODE", { scope });
       const app = parseJson<ProjectedApplication>(raw, "application");
       const refused = applicationRefusal(app, nowMs);
       if (refused) return deny(requestId, refused, "APPCODE");
@@ -766,6 +769,30 @@ export function createChecker(deps: CheckerDeps): Checker {
     }
 
     return allow(requestId, identity, removeHeaders, removeQuery, extra);
+  }
+
+  /**
+   * Why an AppKey or AppCode that is not in the API's scope is refused. Only this deny path reads
+   * the application directory (one more HGET), so allowed requests cost what they did: an
+   * application it does not know is `unknown` (401); a known one is 403 `App Disabled` when it
+   * is disabled, else 403 `Unauthorized` (no authorization for this API and stage). The
+   * signature is not verified for this answer: AppKeys are identifiers, not secrets, and the
+   * request is refused whatever it proves. Should the directory read fail, the answer is
+   * `unknown`, as without a directory (the request is refused either way, never allowed).
+   */
+  async function notInScope(field: string, unknown: "invalidAppKey" | "invalidAppCode"): Promise<ReasonName> {
+    let raw: string | null | undefined;
+    try {
+      [raw] = await invoke(() => store.readFields(DIRECTORY_SCOPE, [field]));
+    } catch (error) {
+      metrics?.storeErrors.inc();
+      logger?.debug({ err: { message: (error as Error)?.message } }, "application directory unreadable; answering 401");
+      return unknown;
+    }
+    if (!raw) return unknown;
+    const entry = parseJson<DirectoryEntry | null>(raw, "directory");
+    if (typeof entry !== "object" || entry === null) throw new CorruptScope("a directory entry is not an object");
+    return entry.enabled === true ? "appUnauthorized" : "appDisabled";
   }
 
   function applicationRefusal(app: ProjectedApplication, nowMs: number): ReasonName | undefined {

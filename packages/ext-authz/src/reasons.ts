@@ -52,6 +52,7 @@ export const REASONS = {
   // Applications (signed requests and AppCodes).
   appDisabled: reason(403, "A403AD", "App Disabled"),
   authorizationExpired: reason(403, "A403UA", "Unauthorized"),
+  appUnauthorized: reason(403, "A403UN", "Unauthorized"),
 
   // Plug-ins and plans.
   ipNotAllowed: reason(403, "A403IP", "IP Not Allowed"),

@@ -1,10 +1,13 @@
 import {
+  directoryField,
   scopeField,
+  type DirectoryEntry,
   type ProjectedApiKey,
   type ProjectedApplication,
   type ProjectedSubscription,
   type ScopeConfig,
 } from "@apigw/shared";
+import type { DirectoryApplication } from "../store/reads/applicationDirectory";
 import type { CredentialData } from "../store/reads/credentials";
 
 /*
@@ -84,6 +87,43 @@ export function projectScope(data: CredentialData): Record<string, string> {
   }
 
   return Object.fromEntries([...fields.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/**
+ * One application's fields in the application directory (`DIRECTORY_SCOPE`): `app:<AppKey>` per
+ * key pair and `code:<sha256 of the AppCode>`, each `{appId, enabled}`, and `owner:<appId>`, the
+ * sorted list of those field names (what a later update of the application removes when it no
+ * longer has them). Identifiers and a hash only: no AppSecret, no AppCode.
+ */
+export function directoryFields(app: DirectoryApplication): Record<string, string> {
+  const entry = JSON.stringify({ appId: app.id, enabled: app.enabled } satisfies DirectoryEntry);
+  const owned = [directoryField.appCode(app.appCodeHash), ...app.appKeys.map((key) => directoryField.appKey(key))].sort(compare);
+  const fields: Record<string, string> = {};
+  for (const field of owned) fields[field] = entry;
+  fields[directoryField.owner(app.id)] = JSON.stringify(owned);
+  return fields;
+}
+
+/** The whole application directory, keys in sorted order (deterministic, like projectScope). */
+export function projectDirectory(apps: readonly DirectoryApplication[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const app of apps) Object.assign(fields, directoryFields(app));
+  return sortedObject(fields);
+}
+
+/** The field names an `owner:<appId>` value lists; anything unreadable lists none. */
+export function ownedFields(raw: string | null | undefined): string[] {
+  if (!raw) return [];
+  try {
+    const value = JSON.parse(raw) as unknown;
+    return Array.isArray(value) ? value.filter((f): f is string => typeof f === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function sortedObject<T>(record: Record<string, T>): Record<string, T> {

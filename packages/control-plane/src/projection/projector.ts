@@ -1,6 +1,8 @@
 import {
+  DIRECTORY_SCOPE,
   RedisCredentialStore,
   STAGES,
+  directoryField,
   scopeKey,
   type CredentialStore,
   type ScopeRef,
@@ -12,9 +14,10 @@ import type { Logger } from "../observability/logger";
 import type { RestApiRequest } from "../rest/schemas/restApi";
 import { CHANGE_CHANNEL, currentRevision, type ChangeNotification } from "../store/changes";
 import type { Database } from "../store/database";
+import { loadApplicationDirectory } from "../store/reads/applicationDirectory";
 import { listCredentialScopes, loadCredentialData } from "../store/reads/credentials";
 import { json } from "../store/repositories/util";
-import { projectScope } from "./project";
+import { directoryFields, ownedFields, projectDirectory, projectScope } from "./project";
 
 /*
  * Keeps the credential store (Redis) in step with Postgres. See README.md beside this file.
@@ -26,6 +29,9 @@ import { projectScope } from "./project";
  *   (default 5 ms) and processed by one worker, one batch at a time, in revision order. Pending
  *   work is a set of API handles (bounded by the number of APIs); above `maxBatchApis` (default
  *   256) the batch becomes a full rebuild instead, so nothing queues without bound.
+ * - The application directory (every application's AppKeys and AppCode hash → {appId, enabled},
+ *   authorized anywhere or not) follows each `application` change: only that application's
+ *   fields are set or removed. A full rebuild replaces it whole, atomically.
  * - A failed batch is never dropped: the next attempt is a full rebuild, retried with capped
  *   backoff while the projection reports itself lagging. A truncated notification, a reconnected
  *   change listener and a store that lost its data (restarted Redis) also cause a full rebuild.
@@ -40,7 +46,7 @@ export interface CredentialProjectorOptions {
   metrics?: Registry | { registry: Registry };
   /** How long notifications are collected before a batch is processed (ms). */
   coalesceMs?: number;
-  /** A batch naming more APIs than this is processed as a full rebuild. */
+  /** A batch naming more APIs (or more applications) than this is processed as a full rebuild. */
   maxBatchApis?: number;
   /** Scopes read and written in parallel. */
   concurrency?: number;
@@ -62,6 +68,8 @@ export interface ProjectionStatus {
   lastErrorAt: string | null;
   /** APIs with changes not yet projected. */
   pendingApis: number;
+  /** Applications whose directory entries are not yet projected. */
+  pendingApps: number;
   /** Milliseconds since the oldest change not yet projected was announced (0 when caught up). */
   lagMs: number;
   /** Scopes the projection has written and not deleted. */
@@ -80,6 +88,7 @@ export interface RebuildResult {
 interface Batch {
   full: boolean;
   apis: string[];
+  apps: string[];
   revision: number;
   since: number | undefined;
 }
@@ -108,6 +117,7 @@ export class CredentialProjector {
 
   // Pending work, filled by notifications and taken whole by the worker.
   private pendingApis = new Set<string>();
+  private pendingApps = new Set<string>();
   private pendingFull = false;
   private pendingRevision = 0;
   private pendingSince: number | undefined;
@@ -219,6 +229,7 @@ export class CredentialProjector {
       lastError: this.lastError,
       lastErrorAt: this.lastErrorAt?.toISOString() ?? null,
       pendingApis: this.pendingApis.size,
+      pendingApps: this.pendingApps.size,
       lagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
       scopes: this.knownScopes.size,
       lastRebuildAt: this.lastRebuildAt?.toISOString() ?? null,
@@ -252,9 +263,15 @@ export class CredentialProjector {
         this.pendingApis.add(apiId);
         affected++;
       }
+      // Every change of an application (created, renamed, enabled, disabled, deleted, a key pair
+      // added or deleted, the AppCode reset) is reflected in the application directory.
+      if (change?.entity === "application" && typeof change.id === "string" && change.id) {
+        this.pendingApps.add(change.id);
+        affected++;
+      }
     }
     if (affected === 0) {
-      // A change that affects no API's credentials (e.g. a new plan nobody uses yet). Everything
+      // A change that affects no credentials (e.g. a new plan nobody uses yet). Everything
       // before it is either projected or pending, so it only moves the revision when idle.
       if (!this.hasPending() && !this.draining && !this.lagging) this.setRevision(revision);
       else this.pendingRevision = Math.max(this.pendingRevision, revision);
@@ -262,7 +279,7 @@ export class CredentialProjector {
     }
     this.pendingRevision = Math.max(this.pendingRevision, revision);
     this.pendingSince ??= Date.now();
-    if (this.pendingApis.size > this.settings.maxBatchApis) this.pendingFull = true;
+    if (this.pendingApis.size > this.settings.maxBatchApis || this.pendingApps.size > this.settings.maxBatchApis) this.pendingFull = true;
     this.schedule();
   }
 
@@ -276,7 +293,7 @@ export class CredentialProjector {
   }
 
   private hasPending(): boolean {
-    return this.pendingFull || this.pendingApis.size > 0;
+    return this.pendingFull || this.pendingApis.size > 0 || this.pendingApps.size > 0;
   }
 
   /** Starts the worker after the coalescing window, unless it runs already or waits for a retry. */
@@ -308,7 +325,7 @@ export class CredentialProjector {
         if (this.lagging || this.failures > 0) await this.store.ping();
         await this.exclusive(async () => {
           if (batch.full) await this.rebuildAllNow();
-          else await this.projectApis(batch.apis, batch.revision);
+          else await this.projectChanges(batch.apis, batch.apps, batch.revision);
         });
         // Every change announced before the batch was taken was committed before its reads began.
         this.setRevision(batch.revision);
@@ -330,9 +347,16 @@ export class CredentialProjector {
 
   private take(): Batch {
     const full = this.pendingFull;
-    const batch: Batch = { full, apis: full ? [] : [...this.pendingApis].sort(), revision: this.pendingRevision, since: this.pendingSince };
+    const batch: Batch = {
+      full,
+      apis: full ? [] : [...this.pendingApis].sort(),
+      apps: full ? [] : [...this.pendingApps].sort(),
+      revision: this.pendingRevision,
+      since: this.pendingSince,
+    };
     this.pendingFull = false;
     this.pendingApis = new Set();
+    this.pendingApps = new Set();
     this.pendingSince = undefined;
     return batch;
   }
@@ -412,6 +436,9 @@ export class CredentialProjector {
       if (await this.projectScope(scope)) written.add(scopeKey(scope));
     });
 
+    // The application directory, replaced whole (atomically: no window where it is missing).
+    const applications = await this.rebuildDirectory();
+
     // Scopes of deleted APIs, or of a removed sandbox. Checked against Postgres once more before
     // deleting, so an API created during the rebuild (and projected by another replica) stays.
     let stale = (await this.store.listScopes()).filter((s) => !expected.has(scopeKey(s)));
@@ -428,11 +455,21 @@ export class CredentialProjector {
     this.failures = 0;
     this.lastRebuildAt = new Date();
     this.metrics?.rebuildDuration.observe((Date.now() - started) / 1000);
-    this.logger.info({ revision, scopes: written.size, removed: stale.length, ms: Date.now() - started }, "credential projection rebuilt");
+    this.logger.info({ revision, scopes: written.size, removed: stale.length, applications, ms: Date.now() - started }, "credential projection rebuilt");
     return { revision, scopes: written.size, removed: stale.length };
   }
 
-  private async projectApis(handles: string[], revision: number): Promise<void> {
+  /** The scopes of the APIs named, then the directory entries of the applications named. */
+  private async projectChanges(handles: string[], appIds: string[], revision: number): Promise<void> {
+    // Scopes first: they decide what is allowed; the directory only refines a denial's reason.
+    if (handles.length > 0) await this.projectApis(handles);
+    if (appIds.length > 0) await this.projectApplications(appIds);
+    await this.store.setMeta("revision", String(revision));
+    this.setRevision(revision);
+    this.logger.debug({ revision, apis: handles.length, applications: appIds.length }, "credential projection updated");
+  }
+
+  private async projectApis(handles: string[]): Promise<void> {
     const stagesByApi = await this.scopeStages(handles);
     const scopes: { scope: ScopeRef; exists: boolean }[] = [];
     for (const apiId of handles) {
@@ -443,9 +480,35 @@ export class CredentialProjector {
       if (exists) await this.projectScope(scope);
       else await this.deleteScope(scope);
     });
-    await this.store.setMeta("revision", String(revision));
-    this.setRevision(revision);
-    this.logger.debug({ revision, apis: handles.length }, "credential projection updated");
+  }
+
+  /**
+   * Brings the directory entries of some applications up to date in one atomic update: the
+   * fields each application has now (one Postgres snapshot) are set; the fields its `owner:`
+   * record listed that it no longer has (a deleted key pair, a reset AppCode, a deleted
+   * application) are removed, unless another application of the batch has them now.
+   */
+  private async projectApplications(appIds: string[]): Promise<void> {
+    const owners = await this.store.readFields(DIRECTORY_SCOPE, appIds.map(directoryField.owner));
+    const apps = await loadApplicationDirectory(this.knex, appIds);
+    const set: Record<string, string> = {};
+    for (const app of apps) Object.assign(set, directoryFields(app));
+    const remove: string[] = [];
+    appIds.forEach((appId, i) => {
+      for (const field of [...ownedFields(owners[i]), directoryField.owner(appId)]) {
+        if (!Object.hasOwn(set, field)) remove.push(field);
+      }
+    });
+    await this.store.updateFields(DIRECTORY_SCOPE, set, remove);
+    this.metrics?.directoryWrites.inc({ op: "update" });
+  }
+
+  /** Replaces the whole application directory from one snapshot; answers the number of applications. */
+  private async rebuildDirectory(): Promise<number> {
+    const apps = await loadApplicationDirectory(this.knex);
+    await this.store.replaceScope(DIRECTORY_SCOPE, projectDirectory(apps));
+    this.metrics?.directoryWrites.inc({ op: "replace" });
+    return apps.length;
   }
 
   /** Writes one scope from one Postgres snapshot; deletes it when the API is gone meanwhile. */
@@ -546,6 +609,12 @@ function createProjectionMetrics(registry: Registry, projector: CredentialProjec
     writes: new Counter({
       name: "apigw_projection_scope_writes_total",
       help: "Scopes replaced or deleted in the credential store",
+      labelNames: ["op"] as const,
+      registers,
+    }),
+    directoryWrites: new Counter({
+      name: "apigw_projection_directory_writes_total",
+      help: "Writes of the application directory: replace (full rebuild) or update (the applications of one batch)",
       labelNames: ["op"] as const,
       registers,
     }),

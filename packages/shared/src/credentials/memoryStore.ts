@@ -20,6 +20,16 @@ export class MemoryCredentialStore implements CredentialStore {
     this.scopes.set(scopeKey(scope), new Map(Object.entries(fields)));
   }
 
+  async updateFields(scope: ScopeRef, set: Record<string, string>, remove: readonly string[]): Promise<void> {
+    const key = scopeKey(scope);
+    const hash = new Map(this.scopes.get(key));
+    for (const field of remove) hash.delete(field);
+    for (const [field, value] of Object.entries(set)) hash.set(field, value);
+    // Like Redis: a hash without fields does not exist.
+    if (hash.size === 0) this.scopes.delete(key);
+    else this.scopes.set(key, hash);
+  }
+
   async deleteScope(scope: ScopeRef): Promise<void> {
     this.scopes.delete(scopeKey(scope));
   }

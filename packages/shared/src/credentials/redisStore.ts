@@ -105,6 +105,20 @@ export class RedisCredentialStore implements CredentialStore {
     if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
   }
 
+  async updateFields(scope: ScopeRef, set: Record<string, string>, remove: readonly string[]): Promise<void> {
+    const key = scopeKey(scope);
+    const entries = Object.entries(set);
+    const removed = remove.filter((field) => !Object.hasOwn(set, field));
+    if (entries.length === 0 && removed.length === 0) return;
+    // One MULTI/EXEC: a reader sees the fields before or after, never half of the change.
+    const multi = this.redis.multi();
+    for (let i = 0; i < removed.length; i += 1000) multi.hdel(key, ...removed.slice(i, i + 1000));
+    for (let i = 0; i < entries.length; i += 1000) multi.hset(key, Object.fromEntries(entries.slice(i, i + 1000)));
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error);
+    if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+  }
+
   async deleteScope(scope: ScopeRef): Promise<void> {
     await this.redis.del(scopeKey(scope));
   }

@@ -17,7 +17,14 @@ export interface ScopeRef {
 export interface CredentialStore {
   /** Atomically replaces the scope's fields with `fields` (fields not given are gone afterwards). */
   replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void>;
+  /**
+   * Atomically sets the fields of `set` and removes those of `remove` (a field in both is set),
+   * leaving the scope's other fields as they are. Only the application directory is written this
+   * way (one application at a time, see DIRECTORY_SCOPE); API scopes are always replaced whole.
+   */
+  updateFields(scope: ScopeRef, set: Record<string, string>, remove: readonly string[]): Promise<void>;
   deleteScope(scope: ScopeRef): Promise<void>;
+  /** Scopes of APIs (never the application directory). */
   listScopes(): Promise<ScopeRef[]>;
   /** Values of the given fields of a scope, `null` where absent (one round trip). */
   readFields(scope: ScopeRef, fields: readonly string[]): Promise<(string | null)[]>;
@@ -66,10 +73,39 @@ export const scopeField = {
 } as const;
 
 /**
+ * The application directory: a reserved scope listing every application, authorized anywhere or
+ * not, by its AppKeys (`app:<AppKey>`) and the SHA-256 of its AppCode (`code:<sha256>`), each
+ * mapped to a `DirectoryEntry` (no secret), plus `owner:<appId>` → JSON array of the
+ * application's other fields (so that an update can remove the ones it no longer has). ext_authz
+ * reads it only when a presented AppKey or AppCode is not in the API's scope, to tell an unknown
+ * credential (401) from a known application that is disabled or not authorized there (403).
+ * Its apiId is no API handle (handles cannot contain `/`) and it has a key of its own
+ * (`DIRECTORY_KEY`), so `listScopes` never lists it.
+ */
+export const DIRECTORY_SCOPE: ScopeRef = Object.freeze({ apiId: "/applications", stage: "RELEASE" });
+/** The `{…}` hash tag keeps the directory and its staging copy in one Redis Cluster slot. */
+export const DIRECTORY_KEY = `${KEY_PREFIX}directory:{applications}`;
+
+/** Field names inside the application directory. */
+export const directoryField = {
+  appKey: scopeField.appKey,
+  appCode: scopeField.appCode,
+  owner: (appId: string) => `owner:${appId}`,
+} as const;
+
+/** The value of a directory's `app:` and `code:` fields. */
+export interface DirectoryEntry {
+  appId: string;
+  /** The application's status is ENABLED. */
+  enabled: boolean;
+}
+
+/**
  * Redis key of a scope. The `{…}` hash tag keeps a scope and its staging copy in one Redis
  * Cluster slot, so the atomic RENAME works there too. Handles cannot contain braces.
  */
 export function scopeKey(scope: ScopeRef): string {
+  if (scope.apiId === DIRECTORY_SCOPE.apiId) return DIRECTORY_KEY;
   return `${KEY_PREFIX}scope:{${scope.apiId}:${scope.stage}}`;
 }
 
