@@ -36,6 +36,7 @@ import {
 } from "../support/extAuthzClient";
 import { restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
+import { waitFor } from "../support/wait";
 
 /*
  * The application directory: a signed request or AppCode of an application that exists but has
@@ -57,18 +58,6 @@ const APP_AUTH: NonNullable<ScopeConfig["accepts"]["appAuth"]> = {
   forceNonceCheck: false,
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 3000, intervalMs = 5): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
 
 function expectDenied(result: SimpleCheckResult, status: number, code: string, message?: string) {
   expect(result.allowed, JSON.stringify(result.json)).to.equal(false);

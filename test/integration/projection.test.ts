@@ -31,6 +31,7 @@ import { del, post, put } from "../support/client";
 import { TEST_MASTER_KEY } from "../support/environment";
 import { otherApi, restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
+import { sleep, waitFor } from "../support/wait";
 
 const REDIS_URL = "redis://127.0.0.1:6379/4";
 const API = "reading-list-api-v1.0";
@@ -41,18 +42,6 @@ const TOKEN = "sub-token-projection-0123456789";
 const box = new SecretBox(TEST_MASTER_KEY);
 const latencies: number[] = [];
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 3000, intervalMs = 5): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
 
 function newProjector(store: CredentialStore, extra: Partial<ConstructorParameters<typeof CredentialProjector>[0]> = {}) {
   const registry = new Registry();

@@ -1,7 +1,4 @@
 import { createHash } from "node:crypto";
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import {
   encodeStrict,
@@ -11,10 +8,11 @@ import {
   type ValidateOptions,
 } from "../../packages/control-plane/src/envoy/schema/strict";
 import type { GatewayApi, GatewayConfig } from "../../packages/control-plane/src/store/reads/gatewayConfig";
-import { translate, type TranslatorOptions } from "../../packages/control-plane/src/translator/index";
+import { translate } from "../../packages/control-plane/src/translator/index";
 import { deepFreeze } from "../../packages/control-plane/src/translator/util";
 import { collectClusterRefs, stableStringify } from "../../packages/control-plane/src/xds/json";
 import * as incremental from "../../packages/control-plane/src/xds/routeConfiguration";
+import { caseInput, goldenCases } from "../support/golden";
 import { buildSnapshot, SnapshotError } from "../../packages/control-plane/src/xds/snapshot";
 
 /*
@@ -141,24 +139,7 @@ function clustersNamedBy(rc: Json): string[] {
 // ---------------------------------------------------------------------------------------------
 // Inputs: golden translator cases, translator configurations generated from them, synthetic routes
 
-const GOLDEN_DIR = fileURLToPath(new URL("../golden/translator/", import.meta.url));
-const cases = fs
-  .readdirSync(GOLDEN_DIR)
-  .filter((f) => f.endsWith(".input.json"))
-  .map((f) => f.slice(0, -".input.json".length))
-  .sort();
-
-function readJson<T>(file: string): T {
-  return JSON.parse(fs.readFileSync(file, "utf8")) as T;
-}
-
-function caseInput(name: string): { config: GatewayConfig; options: TranslatorOptions } {
-  const optionsFile = path.join(GOLDEN_DIR, `${name}.options.json`);
-  return {
-    config: readJson<GatewayConfig>(path.join(GOLDEN_DIR, `${name}.input.json`)),
-    options: fs.existsSync(optionsFile) ? readJson<TranslatorOptions>(optionsFile) : {},
-  };
-}
+const cases = goldenCases;
 
 const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"] as const;

@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import { CONTEXT_EXTENSIONS } from "@apigw/shared";
 import { ENVOY_TYPE_URLS as U, validateEnvoyResource } from "../../packages/control-plane/src/envoy/schema/strict";
 import type { GatewayApi, GatewayConfig } from "../../packages/control-plane/src/store/reads/gatewayConfig";
 import { loadGatewayConfig } from "../../packages/control-plane/src/store/reads/gatewayConfig";
+import { caseInput, GOLDEN_DIR, goldenCases, readJson } from "../support/golden";
 import {
   buildIr,
   GATEWAY_LABEL,
@@ -29,27 +29,9 @@ type Json = Record<string, any>;
  * JSON.stringify(resources, null, 2)). `UPDATE_GOLDEN=1 npx mocha test/unit/translator.test.ts`
  * rewrites the outputs (and deletes outputs whose input is gone); review the diff before keeping it.
  */
-const GOLDEN_DIR = fileURLToPath(new URL("../golden/translator/", import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === "1";
 const KINDS = ["listeners", "routes", "clusters", "endpoints"] as const;
-
-const cases = fs
-  .readdirSync(GOLDEN_DIR)
-  .filter((f) => f.endsWith(".input.json"))
-  .map((f) => f.slice(0, -".input.json".length))
-  .sort();
-
-function readJson<T>(file: string): T {
-  return JSON.parse(fs.readFileSync(file, "utf8")) as T;
-}
-
-function caseInput(name: string): { config: GatewayConfig; options: TranslatorOptions } {
-  const optionsFile = path.join(GOLDEN_DIR, `${name}.options.json`);
-  return {
-    config: readJson<GatewayConfig>(path.join(GOLDEN_DIR, `${name}.input.json`)),
-    options: fs.existsSync(optionsFile) ? readJson<TranslatorOptions>(optionsFile) : {},
-  };
-}
+const cases = goldenCases;
 
 const serialize = (resources: EnvoyResources) => JSON.stringify(resources, null, 2) + "\n";
 
