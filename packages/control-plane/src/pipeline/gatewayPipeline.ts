@@ -5,7 +5,7 @@ import { CHANGE_CHANNEL, type ChangeNotification } from "../store/changes";
 import type { Database } from "../store/database";
 import { loadGatewayConfig, type GatewayApi, type GatewayConfig } from "../store/reads/gatewayConfig";
 import { selectApisForGateway, translate, type TranslatorOptions } from "../translator";
-import { deepFreeze } from "../translator/util";
+import { compareStrings, deepFreeze } from "../translator/util";
 import { DEFAULT_GROUP, SnapshotCache, buildSnapshot, type Snapshot } from "../xds";
 
 export interface GatewayPipelineOptions {
@@ -30,12 +30,14 @@ export interface GatewayPipelineOptions {
  * identical keeps its object, so an unchanged API keeps its identity across rebuilds; the
  * translator memoizes per API object and the snapshot validates/encodes each route once per route
  * object, so a one-API change costs that API's routes plus a cheap global assembly (see
- * translator/buildIr.ts "Memoization" and xds/routeConfiguration.ts).
+ * translator/buildIr.ts "Memoization" and xds/routeConfiguration.ts). Groups served the same API
+ * objects share one snapshot, built once (buildFor).
  */
 export class GatewayPipeline {
   readonly cache: SnapshotCache;
   private readonly apis = new Map<string, GatewayApi>();
-  private readonly previous = new Map<string, Snapshot>();
+  /** Per group: its last snapshot and the (frozen) APIs it was built from. */
+  private readonly previous = new Map<string, { apis: readonly GatewayApi[]; snapshot: Snapshot }>();
   private revision = 0;
   private pendingHandles = new Set<string>();
   private pendingFull = false;
@@ -196,15 +198,29 @@ export class GatewayPipeline {
   }
 
   private currentConfig(): GatewayConfig {
-    return { revision: this.revision, apis: [...this.apis.values()].sort((a, b) => (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0)) };
+    return { revision: this.revision, apis: [...this.apis.values()].sort((a, b) => compareStrings(a.handle, b.handle)) };
   }
 
+  /**
+   * The group's snapshot. The translator's output depends only on the APIs (frozen, so identity
+   * stands for content) and the options, so a group served exactly the API objects another group's
+   * snapshot was built from (the usual case: no API has a `gateways` label, and Envoys connect
+   * both as `default` and as their own node.cluster) takes that snapshot instead of translating,
+   * validating and encoding everything again.
+   */
   private buildFor(group: string, config = this.currentConfig()): Snapshot {
+    const selected = selectApisForGateway(config, group);
+    for (const built of this.previous.values()) {
+      if (sameApis(built.apis, selected.apis)) {
+        this.previous.set(group, built);
+        return built.snapshot;
+      }
+    }
     const started = performance.now();
-    const resources = translate(selectApisForGateway(config, group), this.options.translator);
+    const resources = translate(selected, this.options.translator);
     const translated = performance.now();
-    const snapshot = buildSnapshot(resources, { previous: this.previous.get(group) });
-    this.previous.set(group, snapshot);
+    const snapshot = buildSnapshot(resources, { previous: this.previous.get(group)?.snapshot });
+    this.previous.set(group, { apis: selected.apis, snapshot });
     this.metrics?.duration.observe({ stage: "translate" }, (translated - started) / 1000);
     this.metrics?.duration.observe({ stage: "encode" }, (performance.now() - translated) / 1000);
     return snapshot;
@@ -223,4 +239,10 @@ export class GatewayPipeline {
       }
     }
   }
+}
+
+function sameApis(a: readonly GatewayApi[], b: readonly GatewayApi[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

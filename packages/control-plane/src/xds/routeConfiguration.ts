@@ -46,7 +46,7 @@ import { createHash } from "node:crypto";
 import { checkEnvoyResource, encodeStrict, ENVOY_TYPE_URLS, EnvoyResourceError, type ResourceIssue, type ValidateOptions } from "../envoy/schema/strict";
 import { collectClusterRefs, isObject, stableStringify, type Obj } from "./json";
 
-export const ROUTE_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.Route";
+export const ROUTE_TYPE_URL = ENVOY_TYPE_URLS.route;
 
 /** RouteConfiguration.virtual_hosts and VirtualHost.routes: field numbers and their (length-delimited) tag bytes. */
 const VIRTUAL_HOSTS_FIELD = 2;
@@ -90,7 +90,8 @@ interface Chunk {
   /** sha256 (16 bytes) over the chunk's `length, route digest` pairs. */
   digest: Uint8Array;
   clusterRefs: readonly string[];
-  frozen: boolean;
+  /** Its last route is a boundary (else the chunk was cut short by the end of its host). */
+  endsAtBoundary: boolean;
 }
 
 interface EncodedShell {
@@ -239,7 +240,7 @@ function chunksOf(routes: object[], cache: Caches, validate: ValidateOptions, re
       }
     }
     if (failed) continue; // keep going for the issues; nothing is assembled
-    const chunk = makeChunk(members, encoded, frozen);
+    const chunk = makeChunk(members, encoded);
     routeConfigurationStats.chunksBuilt++;
     if (frozen) cache.chunks.set(members[0]!, chunk);
     out.push(chunk);
@@ -247,21 +248,16 @@ function chunksOf(routes: object[], cache: Caches, validate: ValidateOptions, re
   return out;
 }
 
-/** The cached chunk applies at `at`: the same route objects follow, and it ends where a chunk would end. */
+/** The cached chunk (only chunks of frozen routes are cached) applies at `at`: the same route objects follow, and it ends where a chunk would end. */
 function matches(chunk: Chunk, routes: object[], at: number): boolean {
   const n = chunk.routes.length;
   if (at + n > routes.length) return false;
   for (let k = 0; k < n; k++) if (routes[at + k] !== chunk.routes[k]) return false;
   // A chunk cut short by the end of its host must end a host here too.
-  return chunk.frozen && (at + n === routes.length || endsAtBoundary(chunk));
+  return at + n === routes.length || chunk.endsAtBoundary;
 }
 
-const boundaryChunks = new WeakSet<Chunk>();
-function endsAtBoundary(chunk: Chunk): boolean {
-  return boundaryChunks.has(chunk);
-}
-
-function makeChunk(routes: object[], encoded: EncodedRoute[], frozen: boolean): Chunk {
+function makeChunk(routes: object[], encoded: EncodedRoute[]): Chunk {
   let size = 0;
   for (const e of encoded) size += 1 + varintSize(e.bytes.length) + e.bytes.length;
   const bytes = Buffer.allocUnsafe(size);
@@ -277,15 +273,13 @@ function makeChunk(routes: object[], encoded: EncodedRoute[], frozen: boolean): 
     s += copy(skeleton, s, e.digest);
     for (const c of e.clusterRefs) refs.add(c);
   }
-  const chunk: Chunk = {
+  return {
     routes,
     bytes,
     digest: createHash("sha256").update(skeleton.subarray(0, s)).digest().subarray(0, DIGEST_BYTES),
     clusterRefs: [...refs],
-    frozen,
+    endsAtBoundary: encoded[encoded.length - 1]!.boundary,
   };
-  if (encoded[encoded.length - 1]!.boundary) boundaryChunks.add(chunk);
-  return chunk;
 }
 
 /** The bytes hashed for the version: every variable-length piece length-prefixed. */

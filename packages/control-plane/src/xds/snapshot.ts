@@ -322,8 +322,6 @@ export function envoyJsonOf(entry: SnapshotResource): JsonObject {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-export { stableStringify } from "./json";
-
 function edsNameOf(cluster: Obj, name: string): string | undefined {
   const type = cluster.type;
   if (type !== "EDS" && type !== 3) return undefined;

@@ -42,6 +42,7 @@ const BUF_YAML = path.join(PROTOS_DIR, "buf.yaml");
 export const REQUIRED_MESSAGE_TYPES = [
   "envoy.config.listener.v3.Listener",
   "envoy.config.route.v3.RouteConfiguration",
+  "envoy.config.route.v3.Route",
   "envoy.config.cluster.v3.Cluster",
   "envoy.config.endpoint.v3.ClusterLoadAssignment",
   "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -51,6 +52,8 @@ export const REQUIRED_MESSAGE_TYPES = [
   "envoy.extensions.filters.http.cors.v3.Cors",
   "envoy.extensions.filters.http.cors.v3.CorsPolicy",
   "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+  "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+  "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
   "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig",
   "envoy.extensions.path.rewrite.uri_template.v3.UriTemplateRewriteConfig",
   "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",

@@ -45,11 +45,6 @@ export function envoyRegistryInfo(): EnvoyRegistryInfo {
   return { ...cached!.info };
 }
 
-/** Forget the cached registry (tests). */
-export function resetEnvoyRegistryCache(): void {
-  cached = undefined;
-}
-
 function readRegistry(file: string, buildWhenMissing: boolean): { registry: FileRegistry; info: EnvoyRegistryInfo } {
   const started = performance.now();
   let built = false;

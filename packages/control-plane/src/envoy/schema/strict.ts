@@ -125,6 +125,8 @@ const url = (name: string) => `${TYPE_URL_PREFIX}${name}` as const;
 export const ENVOY_TYPE_URLS = {
   listener: url("envoy.config.listener.v3.Listener"),
   routeConfiguration: url("envoy.config.route.v3.RouteConfiguration"),
+  /** One route of a RouteConfiguration: xds/routeConfiguration.ts validates and encodes routes one by one. */
+  route: url("envoy.config.route.v3.Route"),
   cluster: url("envoy.config.cluster.v3.Cluster"),
   clusterLoadAssignment: url("envoy.config.endpoint.v3.ClusterLoadAssignment"),
   httpConnectionManager: url("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
@@ -134,6 +136,8 @@ export const ENVOY_TYPE_URLS = {
   cors: url("envoy.extensions.filters.http.cors.v3.Cors"),
   corsPolicy: url("envoy.extensions.filters.http.cors.v3.CorsPolicy"),
   upstreamTlsContext: url("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
+  downstreamTlsContext: url("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"),
+  stdoutAccessLog: url("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
   uriTemplateMatch: url("envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"),
   uriTemplateRewrite: url("envoy.extensions.path.rewrite.uri_template.v3.UriTemplateRewriteConfig"),
   httpProtocolOptions: url("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),

@@ -33,7 +33,7 @@ function connectionManager(statPrefix: string, options: ResolvedTranslatorOption
           access_log: [
             {
               name: "envoy.access_loggers.stdout",
-              typed_config: typed("type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
+              typed_config: typed(ENVOY_TYPE_URLS.stdoutAccessLog),
             },
           ],
         }
@@ -52,7 +52,7 @@ function listener(name: string, port: number, options: ResolvedTranslatorOptions
       ? {
           transport_socket: {
             name: "envoy.transport_sockets.tls",
-            typed_config: typed("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", {
+            typed_config: typed(ENVOY_TYPE_URLS.downstreamTlsContext, {
               common_tls_context: {
                 tls_certificates: [{ certificate_chain: dataSource(tls.certificateChain), private_key: dataSource(tls.privateKey) }],
                 alpn_protocols: ["h2", "http/1.1"],
