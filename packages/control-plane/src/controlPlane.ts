@@ -169,21 +169,21 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   const management = createServer(app);
   management.requestTimeout = 30_000;
   management.headersTimeout = 10_000;
-  const adminHandlers = xdsAdminHandlers({ server: xds, cache: pipeline.cache });
-  const admin = createAdminServer(metrics.registry, [
-    { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
-    { name: "credential store", check: () => credentialStore.ping() },
-    {
-      name: "credential projection",
-      check: async () => {
-        const status = projector.status();
-        if (status.lagging) throw new Error(`projection lagging: ${status.lastError ?? "catching up"}`);
+  const admin = createAdminServer(
+    metrics.registry,
+    [
+      { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
+      { name: "credential store", check: () => credentialStore.ping() },
+      {
+        name: "credential projection",
+        check: async () => {
+          const status = projector.status();
+          if (status.lagging) throw new Error(`projection lagging: ${status.lastError ?? "catching up"}`);
+        },
       },
-    },
-  ], {
-    "/xds/nodes": (query) => adminHandlers["/xds/nodes"](query),
-    "/config_dump": (query) => adminHandlers["/config_dump"](query),
-  });
+    ],
+    xdsAdminHandlers({ server: xds, cache: pipeline.cache }),
+  );
   const managementUrl = await listen(management, config.MANAGEMENT_PORT, config.HOST);
   const adminUrl = await listen(admin, config.ADMIN_PORT, config.HOST);
   logger.info(

@@ -6,15 +6,16 @@ export interface ReadinessCheck {
   check(): Promise<void>;
 }
 
-/**
- * The admin port: /health (the process is up), /ready (its dependencies answer), /metrics
- * (Prometheus). Kept off the management port so that it needs no credentials and can be
- * firewalled separately.
- */
+/** A further GET endpoint of the admin port (e.g. `/xds/nodes`), given the query string. */
 export type AdminHandler = (
   query: URLSearchParams,
 ) => { status: number; body: unknown; headers?: Record<string, string> } | Promise<{ status: number; body: unknown; headers?: Record<string, string> }>;
 
+/**
+ * The admin port: /health (the process is up), /ready (its dependencies answer), /metrics
+ * (Prometheus), plus `handlers`. Kept off the management port so that it needs no credentials
+ * and can be firewalled separately.
+ */
 export function createAdminServer(registry: Registry, checks: ReadinessCheck[], handlers: Record<string, AdminHandler> = {}): http.Server {
   return http.createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://admin");

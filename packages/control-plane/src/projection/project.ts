@@ -86,7 +86,7 @@ export function projectScope(data: CredentialData): Record<string, string> {
     }
   }
 
-  return Object.fromEntries([...fields.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return sortedObject(Object.fromEntries(fields));
 }
 
 /**
@@ -127,5 +127,5 @@ function compare(a: string, b: string): number {
 }
 
 function sortedObject<T>(record: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => compare(a, b)));
 }

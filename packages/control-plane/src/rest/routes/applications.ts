@@ -18,6 +18,7 @@ import {
 } from "../../store/repositories/applications";
 import type { Db } from "../../store/repositories/util";
 import { defineRoute, type RouteDefinition } from "../framework";
+import { BASE_PATH } from "../paths";
 import {
   MAX_KEY_PAIRS,
   appCodeResetSchema,
@@ -38,7 +39,6 @@ import { statusMessage } from "../schemas/common";
 
 const TAG = "Applications";
 const ROLES = ["admin", "developer"] as const;
-const BASE = "/api/management/v0.9";
 const appParams = z.object({ appId: appIdParam });
 const keyPairParams = z.object({ appId: appIdParam, appKey: appKeyParam });
 const notFound = { description: "No such application" };
@@ -91,7 +91,7 @@ export const applicationRoutes: RouteDefinition[] = [
       return {
         status: 201,
         body: { status: "success", application: applicationToResponse(value.row, value.pairs, value.revealed) },
-        headers: { Location: `${BASE}/applications/${value.row.id}` },
+        headers: { Location: `${BASE_PATH}/applications/${value.row.id}` },
       };
     },
   }),

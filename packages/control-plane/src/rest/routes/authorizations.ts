@@ -9,6 +9,7 @@ import {
   updateAuthorization,
 } from "../../store/repositories/authorizations";
 import { defineRoute, type RouteDefinition } from "../framework";
+import { BASE_PATH } from "../paths";
 import {
   authorizationCreateSchema,
   authorizationIdParam,
@@ -21,7 +22,6 @@ import { statusMessage } from "../schemas/common";
 
 const TAG = "Authorizations";
 const ROLES = ["admin", "developer"] as const;
-const BASE = "/api/management/v0.9";
 const idParams = z.object({ authorizationId: authorizationIdParam });
 const notFound = { description: "No such authorization" };
 
@@ -46,7 +46,7 @@ export const authorizationRoutes: RouteDefinition[] = [
       return {
         status: 201,
         body: { status: "success", authorization: authorizationToResponse(value) },
-        headers: { Location: `${BASE}/authorizations/${value.id}` },
+        headers: { Location: `${BASE_PATH}/authorizations/${value.id}` },
       };
     },
   }),

@@ -18,6 +18,7 @@ import {
 } from "../../store/repositories/plugins";
 import { getApiOr404 } from "../../store/repositories/restApis";
 import { defineRoute, zodIssuesToFieldErrors, type RouteDefinition } from "../framework";
+import { BASE_PATH } from "../paths";
 import { handle, statusMessage } from "../schemas/common";
 import {
   apiPluginsSchema,
@@ -59,7 +60,7 @@ export const pluginRoutes: RouteDefinition[] = [
       return {
         status: 201,
         body: { status: "success", plugin: pluginToResponse(value) },
-        headers: { Location: `/api/management/v0.9/plugins/${value.id}` },
+        headers: { Location: `${BASE_PATH}/plugins/${value.id}` },
       };
     },
   }),

@@ -14,6 +14,7 @@ import { lastApiRevision } from "../../store/reads/apiRevision";
 import { apiServedBy } from "../../translator";
 import type { GatewayApi } from "../../store/reads/gatewayConfig";
 import { defineRoute } from "../framework";
+import { BASE_PATH } from "../paths";
 import type { Services } from "../services";
 import { handle, statusMessage } from "../schemas/common";
 import { restApiListSchema, restApiRequestSchema, restApiResponseSchema } from "../schemas/restApi";
@@ -50,7 +51,7 @@ export const restApiRoutes = [
     },
     async handler({ body, user, services }) {
       const { value } = await writeTransaction(services.database.knex, (tx, changes) => createApi(tx, changes, body, user.name));
-      return { status: 201, body: toResponse(value), headers: { Location: `/api/management/v0.9/rest-apis/${encodeURIComponent(value.handle)}` } };
+      return { status: 201, body: toResponse(value), headers: { Location: `${BASE_PATH}/rest-apis/${encodeURIComponent(value.handle)}` } };
     },
   }),
   defineRoute({

@@ -46,16 +46,18 @@ function checkExpiry(body: ExpiryFields, ctx: z.RefinementCtx): void {
   }
 }
 
-const expiresAt = timestamp.describe("Absolute expiry (RFC 3339, in the future)");
-const expiresIn = relativeDuration.describe("Expiry relative to now; excludes expiresAt");
+/** The optional expiry of every key body (create, regenerate, update); checked by `checkExpiry`. */
+const expiryFields = {
+  expiresAt: timestamp.describe("Absolute expiry (RFC 3339, in the future)").optional(),
+  expiresIn: relativeDuration.describe("Expiry relative to now; excludes expiresAt").optional(),
+};
 
 export const apiKeyCreateSchema = z
   .strictObject({
     name: keyName.optional().describe("Generated as `<api handle>-key-<8 random characters>` when absent"),
     displayName: displayName.optional(),
     apiKey: externalKey.optional().describe("An externally generated key to register instead of generating one; it is never echoed"),
-    expiresAt: expiresAt.optional(),
-    expiresIn: expiresIn.optional(),
+    ...expiryFields,
   })
   .superRefine(checkExpiry);
 export type ApiKeyCreateRequest = z.infer<typeof apiKeyCreateSchema>;
@@ -63,8 +65,7 @@ export type ApiKeyCreateRequest = z.infer<typeof apiKeyCreateSchema>;
 export const apiKeyRegenerateSchema = z
   .strictObject({
     gracePeriod: gracePeriod.optional().describe("Keeps the previous value valid for this long (at most 30 days)"),
-    expiresAt: expiresAt.optional(),
-    expiresIn: expiresIn.optional(),
+    ...expiryFields,
   })
   .superRefine(checkExpiry);
 export type ApiKeyRegenerateRequest = z.infer<typeof apiKeyRegenerateSchema>;
@@ -73,8 +74,7 @@ export const apiKeyUpdateSchema = z
   .strictObject({
     apiKey: externalKey.describe("The new value of the key; it is never echoed"),
     displayName: displayName.optional(),
-    expiresAt: expiresAt.optional(),
-    expiresIn: expiresIn.optional(),
+    ...expiryFields,
   })
   .superRefine(checkExpiry);
 export type ApiKeyUpdateRequest = z.infer<typeof apiKeyUpdateSchema>;

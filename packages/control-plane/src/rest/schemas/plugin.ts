@@ -16,7 +16,6 @@ export const PLUGIN_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
 export const PLUGIN_PARAMS_MAX_BYTES = 51_200;
 export const PLUGIN_PARAMS_TOO_BIG = "plug-in metadata exceeds 50 KB";
 
-
 export const pluginName = z
   .string()
   .min(4, { error: "must be at least 4 characters" })
@@ -26,9 +25,11 @@ export const pluginName = z
   })
   .meta({ pattern: PLUGIN_NAME_PATTERN.source });
 
+/** Every type with its aliases, as an unknown type's message lists them (fixed at start). */
+const KNOWN_TYPES = POLICY_TYPES.map((d) => (d.aliases.length > 0 ? `${d.type} (${d.aliases.join(", ")})` : d.type)).join(", ");
+
 export function unknownTypeMessage(name: string): string {
-  const known = POLICY_TYPES.map((d) => (d.aliases.length > 0 ? `${d.type} (${d.aliases.join(", ")})` : d.type));
-  return `unknown plug-in type '${name.slice(0, 64)}'; known types: ${known.join(", ")}`;
+  return `unknown plug-in type '${name.slice(0, 64)}'; known types: ${KNOWN_TYPES}`;
 }
 
 /** A canonical type name or one of its aliases; the canonical name is what gets stored. */

@@ -122,14 +122,17 @@ function conflictFromUnique(error: unknown, name: string, apiHandle: string): ne
   throw ApiError.conflict(`API key '${name}' already exists for RestAPI '${apiHandle}'`, "name");
 }
 
-function expiryFrom(body: { expiresAt?: string; expiresIn?: Parameters<typeof addRelative>[1] }, now: Date): Date | null | undefined {
+/** The expiry fields of a create/regenerate/update body. */
+type ExpiryRequest = { expiresAt?: string; expiresIn?: Parameters<typeof addRelative>[1] };
+
+function expiryFrom(body: ExpiryRequest, now: Date): Date | null | undefined {
   if (body.expiresAt !== undefined) return new Date(body.expiresAt);
   if (body.expiresIn !== undefined) return addRelative(now, body.expiresIn);
   return undefined;
 }
 
 /** The expiry after regenerate/update: the new one if given, else the current one, which must not have passed. */
-function nextExpiry(row: ApiKeyRow, body: { expiresAt?: string; expiresIn?: Parameters<typeof addRelative>[1] }, now: Date): Date | null {
+function nextExpiry(row: ApiKeyRow, body: ExpiryRequest, now: Date): Date | null {
   const given = expiryFrom(body, now);
   if (given !== undefined) return given;
   if (isExpired(row, now)) {
@@ -210,6 +213,24 @@ export async function createKey(
   return external ? { row: row! } : { row: row!, rawKey };
 }
 
+/** Writes a new value into an existing key (a unique violation becomes a 409) and records the change. */
+async function updateKeyRow(
+  tx: Db,
+  changes: ChangeRecorder,
+  api: RestApiRow,
+  existing: ApiKeyRow,
+  values: Partial<ApiKeyRow>,
+): Promise<ApiKeyRow> {
+  let row: ApiKeyRow;
+  try {
+    [row] = (await tx("api_keys").where({ id: existing.id }).update(values).returning("*")) as ApiKeyRow[];
+  } catch (error) {
+    conflictFromUnique(error, existing.name, api.handle);
+  }
+  change(changes, api, existing.name, "update");
+  return row!;
+}
+
 export async function regenerateKey(
   tx: Db,
   changes: ChangeRecorder,
@@ -231,25 +252,16 @@ export async function regenerateKey(
   const rawKey = generateApiKey();
   const hash = hashApiKey(rawKey);
   await assertValueFree(tx, hash);
-  let row: ApiKeyRow;
-  try {
-    [row] = (await tx("api_keys")
-      .where({ id: existing.id })
-      .update({
-        key_hash: hash,
-        key_suffix: rawKey.slice(-5),
-        source: "local",
-        updated_at: now,
-        expires_at: expiresAt,
-        previous_key_hash: previousValidUntil ? existing.key_hash : null,
-        previous_valid_until: previousValidUntil ?? null,
-      })
-      .returning("*")) as ApiKeyRow[];
-  } catch (error) {
-    conflictFromUnique(error, existing.name, api.handle);
-  }
-  change(changes, api, existing.name, "update");
-  return { row: row!, rawKey, previousValidUntil };
+  const row = await updateKeyRow(tx, changes, api, existing, {
+    key_hash: hash,
+    key_suffix: rawKey.slice(-5),
+    source: "local",
+    updated_at: now,
+    expires_at: expiresAt,
+    previous_key_hash: previousValidUntil ? existing.key_hash : null,
+    previous_valid_until: previousValidUntil ?? null,
+  });
+  return { row, rawKey, previousValidUntil };
 }
 
 export async function updateKeyValue(
@@ -266,27 +278,18 @@ export async function updateKeyValue(
   const hash = hashApiKey(body.apiKey);
   // Setting a key to the value it already has is allowed.
   await assertValueFree(tx, hash, existing.id);
-  let row: ApiKeyRow;
-  try {
-    [row] = (await tx("api_keys")
-      .where({ id: existing.id })
-      .update({
-        key_hash: hash,
-        key_suffix: body.apiKey.slice(-5),
-        source: "external",
-        display_name: body.displayName ?? existing.display_name,
-        updated_at: now,
-        expires_at: expiresAt,
-        // A replaced value stops at once.
-        previous_key_hash: null,
-        previous_valid_until: null,
-      })
-      .returning("*")) as ApiKeyRow[];
-  } catch (error) {
-    conflictFromUnique(error, existing.name, api.handle);
-  }
-  change(changes, api, existing.name, "update");
-  return { row: row! };
+  const row = await updateKeyRow(tx, changes, api, existing, {
+    key_hash: hash,
+    key_suffix: body.apiKey.slice(-5),
+    source: "external",
+    display_name: body.displayName ?? existing.display_name,
+    updated_at: now,
+    expires_at: expiresAt,
+    // A replaced value stops at once.
+    previous_key_hash: null,
+    previous_valid_until: null,
+  });
+  return { row };
 }
 
 export async function revokeKey(tx: Db, changes: ChangeRecorder, api: RestApiRow, existing: ApiKeyRow): Promise<void> {
