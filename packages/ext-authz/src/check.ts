@@ -4,11 +4,13 @@ import {
   buildStringToSign,
   CA_HEADERS,
   checkTimestamp,
+  claimThenCount,
   contentMd5Matches,
   HTTP_METHODS,
   invalidSignatureMessage,
   isFormContentType,
   nonceKey,
+  OWN_LINE_HEADERS,
   parseRequestTarget,
   parseSignatureMethod,
   scopeField,
@@ -17,8 +19,11 @@ import {
   toSignableRequest,
   verifySignature,
   CONTEXT_EXTENSIONS,
+  DEFAULT_API_KEY_HEADER,
+  DEFAULT_SUBSCRIPTION_KEY_HEADER,
   DIRECTORY_SCOPE,
   directoryField,
+  headerSafe,
   type ClaimAndCountResult,
   type CredentialStore,
   type DirectoryEntry,
@@ -36,7 +41,6 @@ import {
 import {
   APP_CODE_QUERY_PARAMETER,
   ERROR_HEADERS,
-  headerSafe,
   lastFour,
   PARTIAL_BODY_HEADER,
   REQUEST_ID_HEADER,
@@ -158,8 +162,9 @@ const KNOWN_METHODS = new Set<string>(HTTP_METHODS);
 const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const NONCE_PATTERN = /^[\x21-\x7e]+$/;
 const APP_CODE_PATTERN = /^appcode[ \t]+(\S+)[ \t]*$/i;
-const DEFAULT_API_KEY_HEADER = "api-key";
-const DEFAULT_SUBSCRIPTION_HEADER = "subscription-key";
+/** The projection's default credential headers, lower-case as Envoy sends them (guesses before a scope is cached). */
+const DEFAULT_API_KEY_HEADER_LC = DEFAULT_API_KEY_HEADER.toLowerCase();
+const DEFAULT_SUBSCRIPTION_HEADER_LC = DEFAULT_SUBSCRIPTION_KEY_HEADER.toLowerCase();
 
 /** A store call failed: the decision is 503 (or an allow with FAIL_OPEN). */
 class StoreUnavailable extends Error {
@@ -261,7 +266,7 @@ function parseJson<T>(raw: string, what: string): T {
   }
 }
 
-/** Lazily decoded query parameters of the request target; `undefined` value = malformed query. */
+/** Query parameters of the request target, decoded on first use (at most once per check). */
 class Query {
   private parsed: { ok: true; params: readonly Parameter[] } | { ok: false; error: string } | undefined;
   constructor(private readonly target: string) {}
@@ -282,17 +287,19 @@ class Query {
   get(name: string): string | undefined {
     const parsed = this.parse();
     if (!parsed.ok) throw new Malformed("invalidUri", parsed.error);
-    for (const [n, v] of parsed.params) if (n === name) return v;
-    return undefined;
+    return firstValue(parsed.params, name);
   }
 
   /** Like get, but undefined for a malformed query (used for guesses only). */
   peek(name: string): string | undefined {
     const parsed = this.parse();
-    if (!parsed.ok) return undefined;
-    for (const [n, v] of parsed.params) if (n === name) return v;
-    return undefined;
+    return parsed.ok ? firstValue(parsed.params, name) : undefined;
   }
+}
+
+function firstValue(params: readonly Parameter[], name: string): string | undefined {
+  for (const [n, v] of params) if (n === name) return v;
+  return undefined;
 }
 
 /** A 4xx decided deep inside a helper. */
@@ -319,7 +326,7 @@ function isPast(iso: string | null | undefined, nowMs: number): boolean {
 }
 
 /** Headers with their own line in the string to sign, and the list of signed headers. */
-const STRING_TO_SIGN_HEADERS = ["accept", "content-md5", "content-type", "date", CA_HEADERS.signatureHeaders];
+const STRING_TO_SIGN_HEADERS = [...OWN_LINE_HEADERS, CA_HEADERS.signatureHeaders];
 
 /**
  * The headers the string to sign is built from: those with a line of their own and those listed
@@ -348,6 +355,39 @@ function appCodeFromHeader(authorization: string | undefined): string | undefine
   if (!authorization) return undefined;
   const match = APP_CODE_PATTERN.exec(authorization);
   return match ? match[1] : undefined;
+}
+
+/**
+ * A denial: the reason's status, code and message (or `extra.message`, made header-safe), with the
+ * response headers and JSON body of "On denial" in the README. Pure: also used by server.ts.
+ */
+export function deny(
+  requestId: string,
+  name: ReasonName,
+  credential: CredentialType,
+  extra: { message?: string; scope?: CompiledScope; retryAfterSeconds?: number } = {},
+): DenyDecision {
+  const reason: DenialReason = REASONS[name];
+  const message = headerSafe(extra.message ?? reason.message);
+  const headers: Record<string, string> = {
+    "content-type": "application/json; charset=utf-8",
+    [ERROR_HEADERS.message]: message,
+    [ERROR_HEADERS.code]: reason.code,
+    [ERROR_HEADERS.requestId]: requestId,
+  };
+  if (reason.status === 401) headers["www-authenticate"] = extra.scope?.wwwAuthenticate ?? `APPCODE realm="apigw"`;
+  if (extra.retryAfterSeconds !== undefined) headers["retry-after"] = String(Math.max(1, extra.retryAfterSeconds));
+  return {
+    allowed: false,
+    requestId,
+    reason: name,
+    status: reason.status,
+    code: reason.code,
+    message,
+    headers,
+    body: JSON.stringify({ code: reason.code, message }),
+    credential,
+  };
 }
 
 /**
@@ -415,12 +455,7 @@ export function createChecker(deps: CheckerDeps): Checker {
   /** The store's claimAndCount, or the same with claimOnce and increment for a store without it. */
   function claimAndCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
     if (store.claimAndCount) return store.claimAndCount(nonce, counters);
-    return claimThenCount(nonce, counters);
-  }
-
-  async function claimThenCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
-    if (nonce && !(await store.claimOnce(nonce.key, nonce.ttlSeconds))) return { fresh: false, counts: [] };
-    return { fresh: true, counts: await Promise.all(counters.map((c) => store.increment(c.key, c.ttlSeconds))) };
+    return claimThenCount(store, nonce, counters);
   }
 
   /** The compiled configuration of a scope (`<api>\0<stage>`), compiled again only when it changed. */
@@ -439,35 +474,6 @@ export function createChecker(deps: CheckerDeps): Checker {
   function requestIdOf(headers: Readonly<Record<string, string>>): string {
     const given = headers[REQUEST_ID_HEADER];
     return typeof given === "string" && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
-  }
-
-  function deny(
-    requestId: string,
-    name: ReasonName,
-    credential: CredentialType,
-    extra: { message?: string; scope?: CompiledScope; retryAfterSeconds?: number } = {},
-  ): DenyDecision {
-    const reason: DenialReason = REASONS[name];
-    const message = headerSafe(extra.message ?? reason.message);
-    const headers: Record<string, string> = {
-      "content-type": "application/json; charset=utf-8",
-      [ERROR_HEADERS.message]: message,
-      [ERROR_HEADERS.code]: reason.code,
-      [ERROR_HEADERS.requestId]: requestId,
-    };
-    if (reason.status === 401) headers["www-authenticate"] = extra.scope?.wwwAuthenticate ?? `APPCODE realm="apigw"`;
-    if (extra.retryAfterSeconds !== undefined) headers["retry-after"] = String(Math.max(1, extra.retryAfterSeconds));
-    return {
-      allowed: false,
-      requestId,
-      reason: name,
-      status: reason.status,
-      code: reason.code,
-      message,
-      headers,
-      body: JSON.stringify({ code: reason.code, message }),
-      credential,
-    };
   }
 
   function allow(requestId: string, identity: Identity, removeHeaders: string[], removeQuery: string[], extra: Record<string, string> = {}): AllowDecision {
@@ -546,12 +552,13 @@ export function createChecker(deps: CheckerDeps): Checker {
       if (guess.apiKeyQuery) reads.addCredential(query.peek(guess.apiKeyQuery), scopeField.apiKey);
       if (guess.subscriptionHeader) reads.addCredential(header(headers, guess.subscriptionHeader), scopeField.subscription);
     } else {
-      reads.addCredential(header(headers, DEFAULT_API_KEY_HEADER), scopeField.apiKey);
-      reads.addCredential(header(headers, DEFAULT_SUBSCRIPTION_HEADER), scopeField.subscription);
+      reads.addCredential(header(headers, DEFAULT_API_KEY_HEADER_LC), scopeField.apiKey);
+      reads.addCredential(header(headers, DEFAULT_SUBSCRIPTION_HEADER_LC), scopeField.subscription);
     }
     const appKeyHeader = header(headers, CA_HEADERS.key);
     if (appKeyHeader && appKeyHeader.length <= MAX_APP_KEY_LENGTH) reads.add(scopeField.appKey(appKeyHeader));
-    reads.addCredential(appCodeFromHeader(header(headers, "authorization")), scopeField.appCode);
+    const appCodeInHeader = appCodeFromHeader(header(headers, "authorization"));
+    reads.addCredential(appCodeInHeader, scopeField.appCode);
     if (!guess || guess.appCodeQuery) reads.addCredential(query.peek(APP_CODE_QUERY_PARAMETER), scopeField.appCode);
 
     reads.values = await fromStore(invoke(() => store.readFields(scopeRef, reads.fields)));
@@ -576,8 +583,7 @@ export function createChecker(deps: CheckerDeps): Checker {
     const appAuth = accepts.appAuth;
     let appCode: { value: string; from: "header" | "query" } | undefined;
     if (appAuth && appAuth.appCode !== "DISABLE") {
-      const fromHeader = appCodeFromHeader(header(headers, "authorization"));
-      if (fromHeader) appCode = { value: fromHeader, from: "header" };
+      if (appCodeInHeader) appCode = { value: appCodeInHeader, from: "header" };
       else if (appAuth.appCode === "HEADER_QUERY") {
         const fromQuery = query.get(APP_CODE_QUERY_PARAMETER);
         if (fromQuery) appCode = { value: fromQuery, from: "query" };

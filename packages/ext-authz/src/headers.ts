@@ -1,6 +1,7 @@
 /**
  * Header names ext_authz reads and writes (lower-case: Envoy hands headers over lower-cased, and
- * HTTP/2 requires it), and helpers that keep every value it emits a valid header value.
+ * HTTP/2 requires it). Every value emitted from request or stored data goes through `headerSafe`
+ * (@apigw/shared: printable ASCII, at most MAX_ERROR_MESSAGE_LENGTH = 4096 characters).
  */
 
 /** Identity headers set for the upstream on an allowed request. */
@@ -30,23 +31,6 @@ export const ERROR_HEADERS = {
 export const REQUEST_ID_HEADER = "x-request-id";
 export const PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body";
 export const APP_CODE_QUERY_PARAMETER = "AppCode";
-
-/** Longest header value emitted (error messages, ext info): far below any proxy's header limits. */
-export const MAX_EMITTED_HEADER_VALUE = 4096;
-
-/**
- * A value safe to put in a header: characters outside printable ASCII are percent-encoded (their
- * UTF-8 bytes), and the result is cut at `max` characters (ending in `...` when cut).
- */
-export function headerSafe(value: string, max = MAX_EMITTED_HEADER_VALUE): string {
-  let safe = /^[\x20-\x7e]*$/.test(value)
-    ? value
-    : value.replace(/[^\x20-\x7e]/gu, (ch) =>
-        Array.from(Buffer.from(ch, "utf8"), (b) => "%" + b.toString(16).toUpperCase().padStart(2, "0")).join(""),
-      );
-  if (safe.length > max) safe = safe.slice(0, max - 3) + "...";
-  return safe;
-}
 
 /** At most the last four characters of a credential, for logs. */
 export function lastFour(value: string | undefined): string | undefined {

@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { CredentialStore } from "@apigw/shared";
-import { createChecker, type CheckInput, type CheckOptions, type Checker, type Decision } from "./check";
+import { createChecker, deny, type CheckInput, type CheckOptions, type Checker, type Decision } from "./check";
 import type { ExtAuthzMetrics } from "./metrics";
 import { createUnaryServer } from "./grpcServer";
 import { assertWireLayout, CHECK_METHOD_PATH, checkSchemas } from "./protocol";
 import { readCheckInput, writeCheckResponse } from "./wire";
-import { REASONS } from "./reasons";
 
 export interface ExtAuthzServerOptions extends CheckOptions {
   /** Port for gRPC (default 9191; 0 picks a free one, see `port` on the result). */
@@ -55,7 +54,7 @@ export async function createExtAuthzServer(deps: ExtAuthzServerDeps): Promise<Ex
       handle: (input) =>
         checker.check(input).catch((error: unknown) => {
           logger?.error({ err: { message: (error as Error)?.message } }, "check rejected unexpectedly");
-          return internalErrorDecision();
+          return deny(randomUUID(), "internalError", "NONE");
         }),
       encodeFrame: (decision) => writeCheckResponse(decision, 5),
     },
@@ -74,26 +73,5 @@ export async function createExtAuthzServer(deps: ExtAuthzServerDeps): Promise<Ex
       closed ??= server.close(graceMs);
       return closed;
     },
-  };
-}
-
-function internalErrorDecision() {
-  const reason = REASONS.internalError;
-  const requestId = randomUUID();
-  return {
-    allowed: false as const,
-    requestId,
-    reason: "internalError" as const,
-    status: reason.status,
-    code: reason.code,
-    message: reason.message,
-    headers: {
-      "content-type": "application/json; charset=utf-8",
-      "x-ca-error-message": reason.message,
-      "x-ca-error-code": reason.code,
-      "x-ca-request-id": requestId,
-    },
-    body: JSON.stringify({ code: reason.code, message: reason.message }),
-    credential: "NONE" as const,
   };
 }

@@ -1,4 +1,4 @@
-import { counterKey, type TrafficControlParams } from "@apigw/shared";
+import { counterKey, type PlanUnit, type TrafficControlParams } from "@apigw/shared";
 
 /**
  * Fixed counting windows shared by every replica.
@@ -17,7 +17,6 @@ import { counterKey, type TrafficControlParams } from "@apigw/shared";
  * which window a request falls in, so skew between replicas blurs the boundaries by that skew.
  */
 export type TrafficUnit = TrafficControlParams["unit"];
-export type PlanUnit = "Min" | "Hour" | "Day" | "Month";
 
 const UNIT_MS: Record<TrafficUnit, number> = {
   SECOND: 1000,

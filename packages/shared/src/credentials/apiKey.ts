@@ -17,6 +17,6 @@ export function maskSecret(rawOrSuffix: string): string {
   return "***" + rawOrSuffix.slice(-5);
 }
 
-/** Credentials accepted for an API and stage are decided per request in this order. */
+/** Headers that carry an API key and a subscription key when the API's policy names none (matched case-insensitively). */
 export const DEFAULT_API_KEY_HEADER = "API-Key";
 export const DEFAULT_SUBSCRIPTION_KEY_HEADER = "Subscription-Key";

@@ -44,41 +44,17 @@ export class MemoryCredentialStore implements CredentialStore {
   }
 
   async claimOnce(key: string, ttlSeconds: number): Promise<boolean> {
-    const entry = this.live(key);
-    if (entry) return false;
-    this.expiring.set(key, { value: 1, expiresAt: this.now() + ttlSeconds * 1000 });
-    return true;
+    return this.claim(key, ttlSeconds);
   }
 
   async increment(key: string, ttlSeconds: number, by = 1): Promise<number> {
-    const entry = this.live(key);
-    if (entry) {
-      entry.value += by;
-      return entry.value;
-    }
-    this.expiring.set(key, { value: by, expiresAt: this.now() + ttlSeconds * 1000 });
-    return by;
+    return this.add(key, ttlSeconds, by);
   }
 
   async claimAndCount(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult> {
     // Synchronous from here on: no other call runs between the claim and the increments.
-    const now = this.now();
-    if (nonce) {
-      if (this.live(nonce.key)) return { fresh: false, counts: [] };
-      this.expiring.set(nonce.key, { value: 1, expiresAt: now + nonce.ttlSeconds * 1000 });
-    }
-    const counts: number[] = [];
-    for (const { key, ttlSeconds } of counters) {
-      const entry = this.live(key);
-      if (entry) {
-        entry.value += 1;
-        counts.push(entry.value);
-      } else {
-        this.expiring.set(key, { value: 1, expiresAt: now + ttlSeconds * 1000 });
-        counts.push(1);
-      }
-    }
-    return { fresh: true, counts };
+    if (nonce && !this.claim(nonce.key, nonce.ttlSeconds)) return { fresh: false, counts: [] };
+    return { fresh: true, counts: counters.map(({ key, ttlSeconds }) => this.add(key, ttlSeconds, 1)) };
   }
 
   async setMeta(name: string, value: string): Promise<void> {
@@ -93,6 +69,24 @@ export class MemoryCredentialStore implements CredentialStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweep);
+  }
+
+  /** SET NX EX: true when `key` was absent (or expired) and is now held for `ttlSeconds`. */
+  private claim(key: string, ttlSeconds: number): boolean {
+    if (this.live(key)) return false;
+    this.expiring.set(key, { value: 1, expiresAt: this.now() + ttlSeconds * 1000 });
+    return true;
+  }
+
+  /** INCRBY with an EXPIRE on creation: the counter's new value. */
+  private add(key: string, ttlSeconds: number, by: number): number {
+    const entry = this.live(key);
+    if (entry) {
+      entry.value += by;
+      return entry.value;
+    }
+    this.expiring.set(key, { value: by, expiresAt: this.now() + ttlSeconds * 1000 });
+    return by;
   }
 
   private live(key: string) {

@@ -1,4 +1,4 @@
-import type { IpControlParams, TrafficControlParams } from "../policies/types";
+import type { APP_CODE_MODES, IpControlParams, SIGNATURE_METHODS, TrafficControlParams } from "../policies/types";
 import type { Stage } from "../model/stages";
 
 /*
@@ -16,8 +16,8 @@ export interface ScopeConfig {
     subscriptionKey?: { header: string };
     appAuth?: {
       signature: boolean;
-      signatureMethods: ("HmacSHA256" | "HmacSHA1")[];
-      appCode: "DISABLE" | "HEADER" | "HEADER_QUERY";
+      signatureMethods: (typeof SIGNATURE_METHODS)[number][];
+      appCode: (typeof APP_CODE_MODES)[number];
       forceNonceCheck: boolean;
     };
   };
@@ -34,6 +34,9 @@ export interface ProjectedApiKey {
   expiresAt: string | null;
 }
 
+/** Units of a subscription plan's throttle limit (counted by ext_authz's plan windows). */
+export type PlanUnit = "Min" | "Hour" | "Day" | "Month";
+
 /** `sub:<sha256 of token>` */
 export interface ProjectedSubscription {
   id: string;
@@ -44,7 +47,7 @@ export interface ProjectedSubscription {
     name: string;
     status: "ACTIVE" | "INACTIVE";
     throttleLimitCount: number | null;
-    throttleLimitUnit: "Min" | "Hour" | "Day" | "Month" | null;
+    throttleLimitUnit: PlanUnit | null;
     stopOnQuotaReach: boolean;
     expiryTime: string | null;
   };

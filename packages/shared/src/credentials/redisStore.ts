@@ -1,6 +1,6 @@
-import { Redis, Cluster, type RedisOptions } from "ioredis";
+import { Redis, Cluster, type ChainableCommander, type RedisOptions } from "ioredis";
 import type { ClaimAndCountResult, CredentialStore, ExpiringKey, ScopeRef } from "./store";
-import { KEY_PREFIX, metaKey, parseScopeKey, scopeKey } from "./store";
+import { claimThenCount, KEY_PREFIX, metaKey, parseScopeKey, scopeKey } from "./store";
 
 export interface RedisConnectionOptions {
   /** `redis://[:password@]host:port/db` or `rediss://…` for a single server. */
@@ -73,6 +73,13 @@ export function connectRedis(options: RedisConnectionOptions): Redis | Cluster {
   return new Redis(options.url ?? "redis://127.0.0.1:6379", common);
 }
 
+/** Runs a MULTI/EXEC; throws the first command's error, or when the transaction was aborted. */
+async function execAll(multi: ChainableCommander): Promise<void> {
+  const results = await multi.exec();
+  const failed = results?.find(([error]) => error);
+  if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+}
+
 type WithIncrement = {
   apigwIncrement(key: string, by: string, ttl: string): Promise<number>;
   apigwClaimAndCount(numberOfKeys: number, keysAndArgs: string[]): Promise<number[] | null>;
@@ -100,9 +107,7 @@ export class RedisCredentialStore implements CredentialStore {
       multi.hset(staging, Object.fromEntries(entries.slice(i, i + 1000)));
     }
     multi.rename(staging, key);
-    const results = await multi.exec();
-    const failed = results?.find(([error]) => error);
-    if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+    await execAll(multi);
   }
 
   async updateFields(scope: ScopeRef, set: Record<string, string>, remove: readonly string[]): Promise<void> {
@@ -114,9 +119,7 @@ export class RedisCredentialStore implements CredentialStore {
     const multi = this.redis.multi();
     for (let i = 0; i < removed.length; i += 1000) multi.hdel(key, ...removed.slice(i, i + 1000));
     for (let i = 0; i < entries.length; i += 1000) multi.hset(key, Object.fromEntries(entries.slice(i, i + 1000)));
-    const results = await multi.exec();
-    const failed = results?.find(([error]) => error);
-    if (!results || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+    await execAll(multi);
   }
 
   async deleteScope(scope: ScopeRef): Promise<void> {
@@ -157,8 +160,7 @@ export class RedisCredentialStore implements CredentialStore {
     if (this.redis instanceof Cluster) {
       // A script's keys must share a slot in Redis Cluster, and nonce and counter keys do not:
       // the same effect in two round trips.
-      if (nonce && !(await this.claimOnce(nonce.key, nonce.ttlSeconds))) return { fresh: false, counts: [] };
-      return { fresh: true, counts: await Promise.all(counters.map((c) => this.increment(c.key, c.ttlSeconds))) };
+      return claimThenCount(this, nonce, counters);
     }
     if (!nonce && counters.length === 0) return { fresh: true, counts: [] };
     // KEYS then ARGV, in one array (ioredis flattens it).

@@ -1,4 +1,4 @@
-import type { Stage } from "../model/stages";
+import { STAGES, type Stage } from "../model/stages";
 
 /**
  * The credential store between the control plane (the only writer: the projection) and the
@@ -60,6 +60,19 @@ export interface ClaimAndCountResult {
   counts: number[];
 }
 
+/**
+ * claimAndCount's effect with claimOnce and increment, in more round trips: for a store without
+ * claimAndCount, and for Redis Cluster (whose nonce and counter keys do not share a slot).
+ */
+export async function claimThenCount(
+  store: Pick<CredentialStore, "claimOnce" | "increment">,
+  nonce: ExpiringKey | undefined,
+  counters: readonly ExpiringKey[],
+): Promise<ClaimAndCountResult> {
+  if (nonce && !(await store.claimOnce(nonce.key, nonce.ttlSeconds))) return { fresh: false, counts: [] };
+  return { fresh: true, counts: await Promise.all(counters.map((c) => store.increment(c.key, c.ttlSeconds))) };
+}
+
 /** Key prefix of everything the project keeps in Redis. */
 export const KEY_PREFIX = "apigw:";
 
@@ -109,8 +122,11 @@ export function scopeKey(scope: ScopeRef): string {
   return `${KEY_PREFIX}scope:{${scope.apiId}:${scope.stage}}`;
 }
 
+/** The inverse of scopeKey, built from the same prefix and stages (the directory's key does not match). */
+const SCOPE_KEY_PATTERN = new RegExp(`^${KEY_PREFIX}scope:\\{(.+):(${STAGES.join("|")})\\}$`);
+
 export function parseScopeKey(key: string): ScopeRef | undefined {
-  const match = /^apigw:scope:\{(.+):(RELEASE|TEST)\}$/.exec(key);
+  const match = SCOPE_KEY_PATTERN.exec(key);
   return match ? { apiId: match[1]!, stage: match[2] as Stage } : undefined;
 }
 

@@ -43,15 +43,26 @@ export const INVALID_SIGNATURE_PREFIX = "Invalid Signature, Server StringToSign:
 export const MAX_ERROR_MESSAGE_LENGTH = 4096;
 
 /**
+ * A value safe to put in a response header: every character outside printable ASCII is written
+ * as the percent-encoding of its UTF-8 bytes, and the result is cut to `max` characters (ending
+ * with `...` when cut). The one encoder of header values built from request or stored data (this
+ * file's X-Ca-Error-Message, ext_authz's messages and identity headers).
+ */
+export function headerSafe(value: string, max: number = MAX_ERROR_MESSAGE_LENGTH): string {
+  let safe = /^[\x20-\x7e]*$/.test(value)
+    ? value
+    : value.replace(/[^\x20-\x7e]/gu, (ch) =>
+        Array.from(Buffer.from(ch, "utf8"), (b) => "%" + b.toString(16).toUpperCase().padStart(2, "0")).join(""),
+      );
+  if (safe.length > max) safe = safe.slice(0, max - 3) + "...";
+  return safe;
+}
+
+/**
  * The X-Ca-Error-Message of a signature mismatch: the prefix the Node client splits on, then the
- * server's string to sign with each newline shown as `#`. To be a valid header value, every other
- * character outside printable ASCII is written as the percent-encoding of its UTF-8 bytes, and the
- * message is cut to MAX_ERROR_MESSAGE_LENGTH characters (ending with `...` when cut).
+ * server's string to sign with each newline shown as `#`, made header-safe (`headerSafe`: other
+ * characters outside printable ASCII percent-encoded, cut to MAX_ERROR_MESSAGE_LENGTH characters).
  */
 export function invalidSignatureMessage(stringToSign: string): string {
-  const shown = stringToSign.replace(/\n/g, "#").replace(/[^\x20-\x7e]/gu, (ch) =>
-    Array.from(Buffer.from(ch, "utf8"), (b) => "%" + b.toString(16).toUpperCase().padStart(2, "0")).join(""),
-  );
-  const message = INVALID_SIGNATURE_PREFIX + shown;
-  return message.length <= MAX_ERROR_MESSAGE_LENGTH ? message : message.slice(0, MAX_ERROR_MESSAGE_LENGTH - 3) + "...";
+  return headerSafe(INVALID_SIGNATURE_PREFIX + stringToSign.replace(/\n/g, "#"), MAX_ERROR_MESSAGE_LENGTH);
 }

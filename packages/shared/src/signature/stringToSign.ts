@@ -26,15 +26,11 @@ export const CA_HEADERS = {
   contentMd5: "content-md5",
 } as const;
 
+/** Headers with a line of their own in the string to sign, in that order (lower-case). */
+export const OWN_LINE_HEADERS = ["accept", "content-md5", "content-type", "date"] as const;
+
 /** Headers that have their own line, or carry the signature itself: never in the signed block. */
-const NEVER_IN_BLOCK = new Set([
-  "x-ca-signature",
-  "x-ca-signature-headers",
-  "accept",
-  "content-md5",
-  "content-type",
-  "date",
-]);
+const NEVER_IN_BLOCK = new Set<string>([CA_HEADERS.signature, CA_HEADERS.signatureHeaders, ...OWN_LINE_HEADERS]);
 
 export const FORM_CONTENT_TYPE = "application/x-www-form-urlencoded";
 
@@ -104,7 +100,10 @@ export function buildSignedHeadersBlock(
   listed: string | undefined,
   headers: Readonly<Record<string, string | undefined>>,
 ): string {
-  const lookup = headerLookup(headers);
+  return signedHeadersBlock(listed, headerLookup(headers));
+}
+
+function signedHeadersBlock(listed: string | undefined, lookup: (name: string) => string | undefined): string {
   return signedHeaderNames(listed)
     .map((name) => `${name}:${lookup(name) ?? ""}\n`)
     .join("");
@@ -169,7 +168,7 @@ export function buildStringToSign(request: SignableRequest): string {
     `${lookup("content-md5") ?? ""}\n` +
     `${contentType}\n` +
     `${lookup("date") ?? ""}\n` +
-    buildSignedHeadersBlock(lookup(CA_HEADERS.signatureHeaders), request.headers) +
+    signedHeadersBlock(lookup(CA_HEADERS.signatureHeaders), lookup) +
     buildPathAndParameters(request.path, request.query, formBody)
   );
 }
