@@ -80,6 +80,7 @@ let schemas:
       response: DescMessage;
       deltaRequest: DescMessage;
       deltaResponse: DescMessage;
+      resource: DescMessage;
       any: DescMessage;
     }
   | undefined;
@@ -91,6 +92,7 @@ export function discoverySchemas() {
       response: envoyMessageSchema("envoy.service.discovery.v3.DiscoveryResponse"),
       deltaRequest: envoyMessageSchema("envoy.service.discovery.v3.DeltaDiscoveryRequest"),
       deltaResponse: envoyMessageSchema("envoy.service.discovery.v3.DeltaDiscoveryResponse"),
+      resource: envoyMessageSchema("envoy.service.discovery.v3.Resource"),
       any: envoyMessageSchema("google.protobuf.Any"),
     };
   }
@@ -109,8 +111,75 @@ export function encodeDiscoveryRequest(value: Partial<DiscoveryRequest>): Buffer
 export function decodeDiscoveryRequest(bytes: Uint8Array): DiscoveryRequest {
   return fromBinary(discoverySchemas().request, bytes) as unknown as DiscoveryRequest;
 }
+/*
+ * Responses are encoded with their resources' bytes copied once. toBinary would copy each
+ * resource's value several times (into its writer's growing chunks, then into the result): about
+ * 70 ms per stream for a 60 MiB RouteConfiguration against 30 ms for one copy, on every stream
+ * that a change goes to. So the small fields go through toBinary and the resources, whose values
+ * the snapshot encoded once, are framed here: a repeated message field is one `tag, length,
+ * bytes` record per element, and a message's encoding is its fields' encodings concatenated, so
+ * `[fields before resources] + records + [fields after]` is the message (a test compares it with
+ * toBinary of the whole).
+ */
+const RESOURCES_FIELD = 2; // DiscoveryResponse.resources, DeltaDiscoveryResponse.resources, Resource.resource
+const ANY_TYPE_URL_FIELD = 1;
+const ANY_VALUE_FIELD = 2;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+/** The tag and length of a length-delimited field. */
+function fieldHeader(field: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(varintSize((field << 3) | 2) + varintSize(length));
+  let pos = 0;
+  for (let n = (field << 3) | 2; ; ) {
+    if (n < 0x80) {
+      out[pos++] = n;
+      break;
+    }
+    out[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  for (let n = length; ; ) {
+    if (n < 0x80) {
+      out[pos++] = n;
+      break;
+    }
+    out[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  return out;
+}
+
+/** Appends the record of an Any field (`field`) to `parts`; returns its length. */
+function pushAnyRecord(parts: Uint8Array[], field: number, any: AnyMessage): number {
+  const typeUrl = Buffer.from(any.typeUrl, "utf8");
+  const typeUrlPart = any.typeUrl ? [fieldHeader(ANY_TYPE_URL_FIELD, typeUrl.length), typeUrl] : [];
+  const valuePart = any.value.length ? [fieldHeader(ANY_VALUE_FIELD, any.value.length), any.value] : [];
+  const inner = [...typeUrlPart, ...valuePart];
+  const innerLength = inner.reduce((n, p) => n + p.length, 0);
+  const header = fieldHeader(field, innerLength);
+  parts.push(header, ...inner);
+  return header.length + innerLength;
+}
+
+function concat(parts: Uint8Array[]): Buffer {
+  return Buffer.concat(parts, parts.reduce((n, p) => n + p.length, 0));
+}
+
 export function encodeDiscoveryResponse(value: Partial<DiscoveryResponse>): Buffer {
-  return encode(discoverySchemas().response, value);
+  const { resources = [], ...rest } = value;
+  const { versionInfo, ...after } = rest;
+  const parts: Uint8Array[] = [encode(discoverySchemas().response, { versionInfo })];
+  for (const resource of resources) pushAnyRecord(parts, RESOURCES_FIELD, resource);
+  parts.push(encode(discoverySchemas().response, after));
+  return concat(parts);
 }
 export function decodeDiscoveryResponse(bytes: Uint8Array): DiscoveryResponse {
   return fromBinary(discoverySchemas().response, bytes) as unknown as DiscoveryResponse;
@@ -122,7 +191,20 @@ export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRe
   return fromBinary(discoverySchemas().deltaRequest, bytes) as unknown as DeltaDiscoveryRequest;
 }
 export function encodeDeltaDiscoveryResponse(value: Partial<DeltaDiscoveryResponse>): Buffer {
-  return encode(discoverySchemas().deltaResponse, value);
+  const { resources = [], ...rest } = value;
+  const { systemVersionInfo, ...after } = rest;
+  const parts: Uint8Array[] = [encode(discoverySchemas().deltaResponse, { systemVersionInfo })];
+  for (const { resource, version, ...later } of resources) {
+    // Resource: version (field 1) and the fields after its Any (name = 3, …) through toBinary.
+    const before = encode(discoverySchemas().resource, { version });
+    const after = encode(discoverySchemas().resource, later);
+    const resourceParts: Uint8Array[] = [before];
+    const anyLength = resource ? pushAnyRecord(resourceParts, RESOURCES_FIELD, resource) : 0;
+    resourceParts.push(after);
+    parts.push(fieldHeader(RESOURCES_FIELD, before.length + anyLength + after.length), ...resourceParts);
+  }
+  parts.push(encode(discoverySchemas().deltaResponse, after));
+  return concat(parts);
 }
 export function decodeDeltaDiscoveryResponse(bytes: Uint8Array): DeltaDiscoveryResponse {
   return fromBinary(discoverySchemas().deltaResponse, bytes) as unknown as DeltaDiscoveryResponse;
