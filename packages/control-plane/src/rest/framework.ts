@@ -108,11 +108,16 @@ export function mountRoutes(router: Router, routes: readonly RouteDefinition[], 
 }
 
 /** For 405 answers: which methods a path supports. */
+/** Each route's path as a regex, compiled once (405 and 404 answers consult every route). */
+const pathPatterns = new WeakMap<RouteDefinition, RegExp>();
+function pathPattern(route: RouteDefinition): RegExp {
+  let pattern = pathPatterns.get(route);
+  if (!pattern) pathPatterns.set(route, (pattern = new RegExp("^" + route.path.replace(/\{[A-Za-z0-9_]+\}/g, "[^/]+") + "/?$")));
+  return pattern;
+}
+
 export function allowedMethods(routes: readonly RouteDefinition[], path: string): string[] {
   const methods = new Set<string>();
-  for (const route of routes) {
-    const pattern = new RegExp("^" + route.path.replace(/\{[A-Za-z0-9_]+\}/g, "[^/]+") + "/?$");
-    if (pattern.test(path)) methods.add(route.method.toUpperCase());
-  }
+  for (const route of routes) if (pathPattern(route).test(path)) methods.add(route.method.toUpperCase());
   return [...methods].sort();
 }

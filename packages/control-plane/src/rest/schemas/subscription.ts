@@ -1,9 +1,10 @@
 import { z } from "zod";
-import { positiveInt, timestamp } from "@apigw/shared";
+import { positiveInt, timestamp, type PlanUnit } from "@apigw/shared";
 import { isoDate, uuid } from "./common";
 
 export const PLAN_STATUSES = ["ACTIVE", "INACTIVE"] as const;
-export const THROTTLE_UNITS = ["Min", "Hour", "Day", "Month"] as const;
+// The units ext_authz counts in (PlanUnit), so the REST schema and the projection cannot drift.
+export const THROTTLE_UNITS = ["Min", "Hour", "Day", "Month"] as const satisfies readonly PlanUnit[];
 export const SUBSCRIPTION_STATUSES = ["ACTIVE", "INACTIVE", "REVOKED"] as const;
 
 export type PlanStatus = (typeof PLAN_STATUSES)[number];
