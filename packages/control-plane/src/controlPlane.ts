@@ -20,7 +20,9 @@ import type { Config } from "./config";
 import { createLogger, type Logger } from "./observability/logger";
 import { createMetrics, type Metrics } from "./observability/metrics";
 import { createManagementApp } from "./rest/app";
-import { CHANGE_CHANNEL, type ChangeNotification } from "./store/changes";
+import { CHANGE_CHANNEL, setAdmissionCheck, type ChangeNotification } from "./store/changes";
+import { admissionCheck } from "./pipeline/admission";
+import { SharedGatewayStatus } from "./pipeline/sharedGatewayStatus";
 import { openDatabase, type Database } from "./store/database";
 import { migrateToLatest } from "./store/migrate";
 
@@ -109,6 +111,9 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   const applied = await migrateToLatest(database.knex);
   if (applied.length) logger.info({ applied }, "database migrations applied");
 
+  // What is accepted reaches Envoy: every write that changes an API is checked before it commits.
+  setAdmissionCheck(database.knex, admissionCheck(translatorOptions(config)));
+
   const metrics = createMetrics();
   const unlisten = await database.listen(
     CHANGE_CHANNEL,
@@ -158,12 +163,12 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       })
     : undefined;
 
+  // Every replica answers the same status.gateways: Envoys connected to any replica, through the store.
+  const sharedStatus = new SharedGatewayStatus(database.knex, xds, logger);
+  sharedStatus.start();
   const gateways = {
-    connectedGateways() {
-      const nodes = new Map<string, number>();
-      for (const node of xds.status().nodes) nodes.set(node.group, (nodes.get(node.group) ?? 0) + 1);
-      return [...nodes].sort().map(([name, count]) => ({ name, nodes: count, syncedRevision: xds.syncedRevision(name) }));
-    },
+    connectedGateways: () => sharedStatus.connectedGateways(),
+    apiStatus: (handle: string) => pipeline.apiStatus(handle),
   };
   const { app } = createManagementApp({ config, database, secretBox, logger, gateways }, metrics);
   const management = createServer(app);
@@ -212,6 +217,7 @@ export async function startControlPlane(config: Config, logger = createLogger(co
       management.closeAllConnections();
       admin.closeAllConnections();
       await extAuthz?.close();
+      await sharedStatus.stop();
       await xds.close();
       await pipeline.stop();
       await projector.stop();

@@ -1,12 +1,13 @@
 import type { Knex } from "knex";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../observability/logger";
 import { CHANGE_CHANNEL, type ChangeNotification } from "../store/changes";
 import type { Database } from "../store/database";
 import { loadGatewayConfig, type GatewayApi, type GatewayConfig } from "../store/reads/gatewayConfig";
-import { selectApisForGateway, translate, type TranslatorOptions } from "../translator";
+import { buildIr, selectApisForGateway, translateIr, type TranslatorOptions } from "../translator";
+import type { IrDiagnostic } from "../translator/ir";
 import { compareStrings, deepFreeze } from "../translator/util";
-import { DEFAULT_GROUP, SnapshotCache, buildSnapshot, type Snapshot } from "../xds";
+import { DEFAULT_GROUP, SnapshotCache, SnapshotError, buildSnapshot, consistent, type Snapshot } from "../xds";
 
 export interface GatewayPipelineOptions {
   knex: Knex;
@@ -36,8 +37,8 @@ export interface GatewayPipelineOptions {
 export class GatewayPipeline {
   readonly cache: SnapshotCache;
   private readonly apis = new Map<string, GatewayApi>();
-  /** Per group: its last snapshot and the (frozen) APIs it was built from. */
-  private readonly previous = new Map<string, { apis: readonly GatewayApi[]; snapshot: Snapshot }>();
+  /** Per group: its last snapshot, the (frozen) APIs it was asked for, and what it actually serves. */
+  private readonly previous = new Map<string, GroupBuild>();
   private revision = 0;
   private pendingHandles = new Set<string>();
   private pendingFull = false;
@@ -48,7 +49,15 @@ export class GatewayPipeline {
   private unlisten?: () => Promise<void>;
   private stopped = false;
   private readonly coalesceMs: number;
-  private readonly metrics?: { rebuilds: Counter<"kind">; failures: Counter; duration: Histogram<"stage">; delay: Histogram };
+  private readonly metrics?: {
+    rebuilds: Counter<"kind">;
+    failures: Counter;
+    duration: Histogram<"stage">;
+    delay: Histogram;
+    isolations: Counter;
+    diagnostics: Counter;
+    held: Gauge<"group">;
+  };
 
   constructor(private readonly options: GatewayPipelineOptions) {
     this.coalesceMs = options.coalesceMs ?? 5;
@@ -75,6 +84,17 @@ export class GatewayPipeline {
           buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
           registers,
         }),
+        isolations: new Counter({
+          name: "apigw_xds_isolations_total",
+          help: "Rebuilds in which the whole configuration failed the Envoy check and the failing APIs were held back so that the others propagate",
+          registers,
+        }),
+        diagnostics: new Counter({
+          name: "apigw_translator_diagnostics_total",
+          help: "New translator diagnostics (operations left out, policies not honoured exactly), counted once each",
+          registers,
+        }),
+        held: new Gauge({ name: "apigw_apis_held", help: "APIs held back (at a last good version or left out) per gateway group", labelNames: ["group"], registers }),
       };
     }
   }
@@ -216,14 +236,148 @@ export class GatewayPipeline {
         return built.snapshot;
       }
     }
+    const previous = this.previous.get(group);
+    // An API held back before and unchanged since stays held (at what the group served of it).
+    const carried = new Map<string, HeldApi>();
+    let candidate = selected.apis;
+    if (previous && previous.held.size > 0) {
+      const served = new Map(previous.served.map((a) => [a.handle, a]));
+      candidate = [];
+      for (const api of selected.apis) {
+        const held = previous.held.get(api.handle);
+        if (held && previous.apis.includes(api)) {
+          carried.set(api.handle, held);
+          const good = served.get(api.handle);
+          if (good) candidate.push(good);
+        } else {
+          candidate.push(api);
+        }
+      }
+    }
+    const attempt = this.attempt(candidate, config.revision, previous?.snapshot);
+    let build: GroupBuild;
+    if (attempt.ok) {
+      build = { apis: selected.apis, served: candidate, snapshot: attempt.snapshot, diagnostics: attempt.diagnostics, held: carried };
+    } else {
+      build = this.isolate(group, selected.apis, config.revision, previous);
+    }
+    this.report(group, previous, build);
+    this.previous.set(group, build);
+    return build.snapshot;
+  }
+
+  /** Translates, validates and encodes a set of APIs, and checks the snapshot's cross-resource consistency. */
+  private attempt(apis: readonly GatewayApi[], revision: number, previous?: Snapshot): Attempt {
     const started = performance.now();
-    const resources = translate(selected, this.options.translator);
+    const ir = buildIr({ revision, apis: apis as GatewayApi[] });
+    const resources = translateIr(ir, this.options.translator);
     const translated = performance.now();
-    const snapshot = buildSnapshot(resources, { previous: this.previous.get(group)?.snapshot });
-    this.previous.set(group, { apis: selected.apis, snapshot });
-    this.metrics?.duration.observe({ stage: "translate" }, (translated - started) / 1000);
-    this.metrics?.duration.observe({ stage: "encode" }, (performance.now() - translated) / 1000);
-    return snapshot;
+    try {
+      const snapshot = buildSnapshot(resources, { previous });
+      const check = consistent(snapshot);
+      if (!check.ok) return { ok: false, problems: check.issues };
+      return { ok: true, snapshot, diagnostics: ir.diagnostics };
+    } catch (error) {
+      if (!(error instanceof SnapshotError)) throw error;
+      return { ok: false, problems: error.issues.slice(0, 20).map((i) => `${i.name} ${i.path || "(root)"}: ${i.message}`) };
+    } finally {
+      this.metrics?.duration.observe({ stage: "translate" }, (translated - started) / 1000);
+      this.metrics?.duration.observe({ stage: "encode" }, (performance.now() - translated) / 1000);
+    }
+  }
+
+  /**
+   * One API's problem never blocks another API. The set failed as a whole: start from what the
+   * group served last (each API at its last good version, new ones absent: that set built before),
+   * then add the APIs that changed since, in halves, keeping every half that builds and splitting
+   * every half that does not, down to single APIs. An API that fails alone (or only together with
+   * the APIs already kept) is held: at its last good version when it had one, else left out. Cost:
+   * about 2·k·log(n) builds for k bad APIs among n changed ones, only on this failure path (a
+   * write-time admission check refuses what fails alone, so this is for rules tightened by an
+   * upgrade and clashes between APIs).
+   */
+  private isolate(group: string, apis: readonly GatewayApi[], revision: number, previous: GroupBuild | undefined): GroupBuild {
+    const lastGood = new Map((previous?.served ?? []).map((a) => [a.handle, a]));
+    let kept = new Map<string, GatewayApi>();
+    const changed: GatewayApi[] = [];
+    for (const api of apis) {
+      const good = lastGood.get(api.handle);
+      if (good) kept.set(api.handle, good);
+      if (good !== api) changed.push(api);
+    }
+    let base = this.attempt(sortedByHandle(kept), revision, previous?.snapshot);
+    if (!base.ok) {
+      // What built before no longer does (the translator or its options changed): rebuild from nothing.
+      kept = new Map();
+      changed.splice(0, changed.length, ...apis);
+      base = this.attempt([], revision, previous?.snapshot);
+      if (!base.ok) throw new Error(`an empty gateway configuration fails validation: ${base.problems.join("; ")}`);
+    }
+    let current: Extract<Attempt, { ok: true }> = base;
+    const held = new Map<string, HeldApi>();
+    const add = (list: GatewayApi[]) => {
+      if (list.length === 0) return;
+      const trial = new Map(kept);
+      for (const api of list) trial.set(api.handle, api);
+      const result = this.attempt(sortedByHandle(trial), revision, current.snapshot);
+      if (result.ok) {
+        kept = trial;
+        current = result;
+        return;
+      }
+      if (list.length === 1) {
+        const api = list[0]!;
+        held.set(api.handle, { revision, problems: result.problems, heldAt: kept.has(api.handle) ? "last good version" : "left out" });
+        return;
+      }
+      const middle = list.length >> 1;
+      add(list.slice(0, middle));
+      add(list.slice(middle));
+    };
+    add(changed);
+    // A held API keeps what it was held with until it changes again.
+    for (const [handle, was] of previous?.held ?? []) {
+      const api = apis.find((a) => a.handle === handle);
+      if (api && held.has(handle) && previous?.apis.includes(api)) held.set(handle, was);
+    }
+    this.metrics?.isolations.inc();
+    return { apis, served: sortedByHandle(kept), snapshot: current.snapshot, diagnostics: current.diagnostics, held };
+  }
+
+  /** Logs and counts what changed in a group's held APIs and translator diagnostics. */
+  private report(group: string, previous: GroupBuild | undefined, build: GroupBuild): void {
+    for (const [handle, held] of build.held) {
+      if (previous?.held.get(handle) === held) continue;
+      this.options.logger.error(
+        { group, api: handle, heldAt: held.heldAt, problems: held.problems },
+        "an API's gateway configuration is refused by the Envoy check; it is held back, every other API keeps propagating",
+      );
+    }
+    for (const handle of previous?.held.keys() ?? []) {
+      if (!build.held.has(handle)) this.options.logger.info({ group, api: handle }, "a held API builds again and is served");
+    }
+    const before = new Set((previous?.diagnostics ?? []).map(diagnosticKey));
+    for (const diagnostic of build.diagnostics) {
+      if (before.has(diagnosticKey(diagnostic))) continue;
+      this.metrics?.diagnostics.inc();
+      this.options.logger.warn({ group, ...diagnostic }, "the gateway serves an API partially");
+    }
+    this.metrics?.held.set({ group }, build.held.size);
+  }
+
+  /** Per gateway group, whether it serves the API as stored, holds it back (and why), and the translator's notes on it. */
+  apiStatus(handle: string): { group: string; revision: number; held?: HeldApi; diagnostics: IrDiagnostic[] }[] {
+    const out = [];
+    for (const [group, build] of [...this.previous].sort(([a], [b]) => compareStrings(a, b))) {
+      if (!build.apis.some((a) => a.handle === handle)) continue;
+      out.push({
+        group,
+        revision: this.cache.getSnapshot(group)?.revision ?? 0,
+        ...(build.held.has(handle) ? { held: build.held.get(handle)! } : {}),
+        diagnostics: build.diagnostics.filter((d) => d.apiId === handle),
+      });
+    }
+    return out;
   }
 
   private publish(): void {
@@ -239,6 +393,35 @@ export class GatewayPipeline {
       }
     }
   }
+}
+
+/** Why an API is not served as stored. */
+export interface HeldApi {
+  /** The revision at which the pipeline held it. */
+  revision: number;
+  /** What the Envoy check said (resource, field path, message). */
+  problems: string[];
+  heldAt: "last good version" | "left out";
+}
+
+interface GroupBuild {
+  /** The APIs the group was asked to serve (frozen objects, in handle order). */
+  apis: readonly GatewayApi[];
+  /** What its snapshot actually serves: `apis` but for held APIs (absent, or at their last good version). */
+  served: readonly GatewayApi[];
+  snapshot: Snapshot;
+  diagnostics: readonly IrDiagnostic[];
+  held: Map<string, HeldApi>;
+}
+
+type Attempt = { ok: true; snapshot: Snapshot; diagnostics: readonly IrDiagnostic[] } | { ok: false; problems: string[] };
+
+function diagnosticKey(d: IrDiagnostic): string {
+  return `${d.apiId ?? ""}\u0000${d.stage ?? ""}\u0000${d.operation ?? ""}\u0000${d.message}`;
+}
+
+function sortedByHandle(apis: Map<string, GatewayApi>): GatewayApi[] {
+  return [...apis.values()].sort((a, b) => compareStrings(a.handle, b.handle));
 }
 
 function sameApis(a: readonly GatewayApi[], b: readonly GatewayApi[]): boolean {

@@ -42,6 +42,20 @@ export class ChangeRecorder {
 }
 
 /**
+ * A check run inside every write transaction of a database before it commits, with the changes
+ * the transaction recorded: it may read the transaction's own state and throw to roll it all back.
+ * The control plane sets one per database (pipeline/admission.ts: what would not reach Envoy is
+ * refused); set per knex instance so that every writer is covered without knowing about it.
+ */
+export type AdmissionCheck = (tx: Knex.Transaction, changes: readonly Change[]) => Promise<void>;
+const admissionChecks = new WeakMap<Knex, AdmissionCheck>();
+
+export function setAdmissionCheck(knex: Knex, check: AdmissionCheck | undefined): void {
+  if (check) admissionChecks.set(knex, check);
+  else admissionChecks.delete(knex);
+}
+
+/**
  * Runs `work` in one transaction. Writers are serialised by a transaction-scoped advisory lock,
  * so revisions are assigned in commit order: a reader that sees revision N has seen every change
  * up to N. The revision row and the NOTIFY belong to the same transaction, so a rolled-back
@@ -56,6 +70,7 @@ export async function writeTransaction<T>(
     await tx.raw("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK_ID]);
     const result = await work(tx, recorder);
     if (recorder.changes.length > 0) {
+      await admissionChecks.get(knex)?.(tx, recorder.changes);
       const [row] = await tx("change_log")
         .insert({ changes: JSON.stringify(recorder.changes) })
         .returning("revision");

@@ -47,6 +47,8 @@ export interface XdsServer {
    * with any revision yet.
    */
   syncedRevision(group: string): number | undefined;
+  /** Each connected stream: its node, group and the newest revision it has ACKed for every type it subscribes to. */
+  streams(): { stream: string; nodeId: string; group: string; syncedRevision?: number }[];
 }
 
 const GRPC_OPTIONS: grpc.ServerOptions = {
@@ -176,6 +178,13 @@ export async function createXdsServer(options: XdsServerOptions): Promise<XdsSer
   return {
     port,
     status,
+    streams() {
+      return [...sessions].map((s) => {
+        const status = s.status();
+        const revision = s.syncedRevision();
+        return { stream: status.stream, nodeId: status.nodeId, group: status.group, ...(revision !== undefined ? { syncedRevision: revision } : {}) };
+      });
+    },
     syncedRevision(group: string) {
       let min: number | undefined;
       let any = false;

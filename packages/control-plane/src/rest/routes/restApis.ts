@@ -10,29 +10,15 @@ import {
   toResponse,
   updateApi,
 } from "../../store/repositories/restApis";
-import { lastApiRevision } from "../../store/reads/apiRevision";
-import { apiServedBy } from "../../translator";
-import type { GatewayApi } from "../../store/reads/gatewayConfig";
+import { apiStatusReport } from "../apiStatus";
 import { defineRoute } from "../framework";
 import { BASE_PATH } from "../paths";
-import type { Services } from "../services";
 import { handle, statusMessage } from "../schemas/common";
 import { restApiListSchema, restApiRequestSchema, restApiResponseSchema } from "../schemas/restApi";
 
 const TAG = "RestAPIs";
 const ROLES = ["admin", "developer"] as const;
 const idParams = z.object({ id: handle.describe("The API's handle (metadata.name)") });
-
-/** Whether the gateways that serve this API have ACKed the revision of its latest change. */
-async function gatewaySync(services: Services, handle: string, labels: Record<string, string>) {
-  if (!services.gateways) return undefined;
-  const revision = await lastApiRevision(services.database.knex, handle);
-  const gateways = services.gateways
-    .connectedGateways()
-    .filter((g) => apiServedBy({ labels } as GatewayApi, g.name))
-    .map((g) => ({ name: g.name, nodes: g.nodes, ackedRevision: g.syncedRevision ?? null }));
-  return { revision, synced: gateways.every((g) => g.ackedRevision !== null && g.ackedRevision >= revision), gateways };
-}
 
 export const restApiRoutes = [
   defineRoute({
@@ -83,13 +69,13 @@ export const restApiRoutes = [
     roles: ROLES,
     params: idParams,
     description:
-      "Besides the WSO2 fields, `status.gateways` tells whether every connected gateway that serves the API has acknowledged (ACKed over xDS) the store revision of its latest change: `synced`, that `revision`, and per gateway its connected nodes and the revision they have all ACKed.",
+      "Besides the WSO2 fields, `status.gateways` tells whether every connected gateway that serves the API has acknowledged (ACKed over xDS) the store revision of its latest change: `synced` (false when no connected gateway serves it), that `revision`, and per gateway its connected nodes and the revision they have all ACKed. `status.conditions` (type, status, reason, message, observedRevision) says whether the stored API builds into a configuration Envoy accepts (`Accepted`; False/Invalid when a gateway group holds it back, naming why), whether the gateways serve it (`Programmed`: Undeployed, Invalid, NoGateways, Pending or Programmed) and whether they serve less than declared (`Degraded`: operations left out, policies not honoured exactly, each named).",
     responses: { 200: { description: "The API", schema: restApiResponseSchema }, 404: { description: "No such API" } },
     async handler({ params, services }) {
       const row = await getApiOr404(services.database.knex, params.id);
       const response = toResponse(row);
-      const gateways = await gatewaySync(services, row.handle, response.metadata.labels ?? {});
-      return { status: 200, body: gateways ? { ...response, status: { ...response.status, gateways } } : response };
+      const report = await apiStatusReport(services, row.handle, response.metadata.labels ?? {}, row.deployment_state === "deployed");
+      return { status: 200, body: { ...response, status: { ...response.status, ...report } } };
     },
   }),
   defineRoute({

@@ -232,6 +232,18 @@ export const restApiResponseSchema = z.object({
         gateways: z.array(z.object({ name: z.string(), nodes: z.int(), ackedRevision: z.int().nullable() })),
       })
       .optional(),
+    conditions: z
+      .array(
+        z.object({
+          type: z.enum(["Accepted", "Programmed", "Degraded"]),
+          status: z.enum(["True", "False"]),
+          reason: z.string(),
+          message: z.string(),
+          observedRevision: z.int(),
+        }),
+      )
+      .optional()
+      .describe("GET of one API only: Accepted, Programmed and Degraded, as Kubernetes Gateway API conditions"),
   }),
 });
 

@@ -65,7 +65,12 @@ interface ApiRow {
  * return with them).
  */
 export async function loadGatewayConfig(knex: Knex, options: { handles?: readonly string[] } = {}): Promise<GatewayConfig> {
-  return readSnapshot(knex, async (tx, revision) => {
+  return readSnapshot(knex, async (tx, revision) => ({ revision, apis: await readGatewayApis(tx, options) }));
+}
+
+/** The deployed APIs (or some of them) as read by `db`: a read snapshot, or a write transaction that wants to see its own changes. */
+export async function readGatewayApis(tx: Knex | Knex.Transaction, options: { handles?: readonly string[] } = {}): Promise<GatewayApi[]> {
+  {
     const query = tx("rest_apis").where({ deployment_state: "deployed" }).orderBy("handle");
     // `handles` limits the read to some APIs (an incremental update after a change notification).
     if (options.handles) query.whereIn("handle", [...options.handles]);
@@ -83,8 +88,8 @@ export async function loadGatewayConfig(knex: Knex, options: { handles?: readonl
       list.push(binding);
       bindingsByApi.set(binding.api_id, list);
     }
-    return { revision, apis: rows.map((row) => toGatewayApi(row, bindingsByApi.get(row.id) ?? [])) };
-  });
+    return rows.map((row) => toGatewayApi(row, bindingsByApi.get(row.id) ?? []));
+  }
 }
 
 function toGatewayApi(row: ApiRow, bindings: PluginBindingRow[]): GatewayApi {
