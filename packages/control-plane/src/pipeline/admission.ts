@@ -5,7 +5,7 @@ import { readGatewayApis, type GatewayApi, type GatewayStage } from "../store/re
 import { buildIr, translateIr, type TranslatorOptions } from "../translator";
 import type { GatewayIr, IrDiagnostic } from "../translator/ir";
 import type { EnvoyResources } from "../translator/envoy/types";
-import { buildSnapshot, consistent, kindOf, SnapshotError, XDS_TYPE_URLS, type SnapshotIssue } from "../xds";
+import { buildSnapshot, consistent, kindOf, SnapshotError, XDS_TYPE_URLS, type Snapshot, type SnapshotIssue } from "../xds";
 
 /*
  * Admission: what is accepted reaches Envoy, or is refused with a 400 naming the field.
@@ -32,6 +32,8 @@ export interface ApiCheck {
   diagnostics: IrDiagnostic[];
 }
 
+let listenersChecked: Snapshot | undefined;
+
 /** Translates one API alone and checks its resources as a snapshot would be checked. */
 export function checkApi(api: GatewayApi, options: TranslatorOptions = {}): ApiCheck {
   const ir = buildIr({ revision: 0, apis: [api] });
@@ -43,7 +45,10 @@ export function checkApi(api: GatewayApi, options: TranslatorOptions = {}): ApiC
     return { problems: [{ field: "spec", message: `cannot be translated: ${(error as Error).message}` }], diagnostics };
   }
   try {
-    const checked = consistent(buildSnapshot(resources));
+    // The listeners are the same (memoized, frozen) objects for every API: validated once, then reused.
+    const snapshot = buildSnapshot(resources, { previous: listenersChecked });
+    listenersChecked = snapshot;
+    const checked = consistent(snapshot);
     return { problems: checked.issues.map((message) => ({ field: "spec", message })), diagnostics };
   } catch (error) {
     if (!(error instanceof SnapshotError)) throw error;
