@@ -34,8 +34,10 @@ const MESSAGES = [
   "Client has encountered a connection error and is not queryable",
   "Client was closed and is not queryable",
   "Connection ended unexpectedly", // knex marks a pooled connection that ended so
-  "timeout exceeded when trying to connect",
+  "timeout exceeded when trying to connect", // pg-pool
 ];
+/** node-postgres's connect timeout (connectionTimeoutMillis); too generic a phrase to match inside other messages. */
+const EXACT_MESSAGES = new Set(["timeout expired"]);
 
 /** True when `error` (or an error it wraps) says the store is unreachable, not that the request or the code is wrong. */
 export function isStoreUnavailable(error: unknown, depth = 0): boolean {
@@ -45,7 +47,10 @@ export function isStoreUnavailable(error: unknown, depth = 0): boolean {
   if (typeof e.code === "string") {
     if (NETWORK_CODES.has(e.code) || SQLSTATES.has(e.code) || /^08[0-9A-Z]{3}$/.test(e.code)) return true;
   }
-  if (typeof e.message === "string" && MESSAGES.some((m) => (e.message as string).includes(m))) return true;
+  if (typeof e.message === "string") {
+    const message = e.message;
+    if (EXACT_MESSAGES.has(message) || MESSAGES.some((m) => message.includes(m))) return true;
+  }
   // AggregateError (a host name with several addresses, all refused) and wrapped causes.
   if (Array.isArray(e.errors) && e.errors.some((inner) => isStoreUnavailable(inner, depth + 1))) return true;
   return e.cause !== undefined && isStoreUnavailable(e.cause, depth + 1);
