@@ -90,6 +90,20 @@ export function createCredentialStore(config: Config): CredentialStore {
   return new MemoryCredentialStore();
 }
 
+/** How long /ready waits for the database before it reports it unreachable. */
+const READY_CHECK_TIMEOUT_MS = 2000;
+/** How long the published xDS snapshots may trail the store's revision without progress before /ready turns false. */
+const PUBLISH_LAG_BOUND_MS = 10_000;
+
+async function withTimeout(work: Promise<unknown>, ms: number, message: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function listen(server: http.Server, port: number, host: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     server.once("error", reject);
@@ -177,7 +191,17 @@ export async function startControlPlane(config: Config, logger = createLogger(co
   const admin = createAdminServer(
     metrics.registry,
     [
-      { name: "database", check: async () => void (await database.knex.raw("SELECT 1")) },
+      { name: "database", check: () => withTimeout(database.knex.raw("SELECT 1"), READY_CHECK_TIMEOUT_MS, "the database did not answer") },
+      {
+        name: "gateway configuration",
+        check: async () => {
+          const health = pipeline.health(PUBLISH_LAG_BOUND_MS);
+          if (health.failures > 0) throw new Error(`cannot reload from the store: ${health.lastError}`);
+          if (!health.ok) {
+            throw new Error(`published revision ${health.publishedRevision} behind store revision ${health.storeRevision} for ${health.behindMs} ms`);
+          }
+        },
+      },
       { name: "credential store", check: () => credentialStore.ping() },
       {
         name: "credential projection",

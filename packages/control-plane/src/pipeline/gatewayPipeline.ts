@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../observability/logger";
 import { CHANGE_CHANNEL, type ChangeNotification } from "../store/changes";
 import type { Database } from "../store/database";
+import { retryDelay } from "../store/unavailable";
 import { loadGatewayConfig, type GatewayApi, type GatewayConfig } from "../store/reads/gatewayConfig";
 import { buildIr, selectApisForGateway, translateIr, type TranslatorOptions } from "../translator";
 import type { IrDiagnostic } from "../translator/ir";
@@ -17,6 +18,22 @@ export interface GatewayPipelineOptions {
   /** How long a burst of changes is gathered before one rebuild (the bound on added latency). */
   coalesceMs?: number;
   registry?: Registry;
+  /** Backoff after a failed reload (the store unreachable): doubles from `retryInitialMs` up to `retryMaxMs`. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+/** Whether the pipeline keeps up with the store (the control plane's /ready). */
+export interface PipelineHealth {
+  ok: boolean;
+  /** Newest store revision seen (notified, or read by a full reload). */
+  storeRevision: number;
+  publishedRevision: number;
+  /** Failed reloads in a row (0 when the last one succeeded). */
+  failures: number;
+  lastError: string | null;
+  /** Milliseconds the published revision has been behind the store without progress (0 when caught up). */
+  behindMs: number;
 }
 
 /**
@@ -58,6 +75,17 @@ export class GatewayPipeline {
     diagnostics: Counter;
     held: Gauge<"group">;
   };
+  // Fault tracking (see health()): the newest revision the store announced, failed reloads in a
+  // row, since when the published revision has been behind without progress, and the revision of
+  // the last publish() (a group whose snapshot carries it is current up to `revision`: the
+  // changes after it touched no API).
+  private storeRevision = 0;
+  private failures = 0;
+  private failingSince?: number;
+  private lastError: string | null = null;
+  private behindSince?: number;
+  private retryTimer?: NodeJS.Timeout;
+  private lastPublishRevision = 0;
 
   constructor(private readonly options: GatewayPipelineOptions) {
     this.coalesceMs = options.coalesceMs ?? 5;
@@ -96,6 +124,25 @@ export class GatewayPipeline {
         }),
         held: new Gauge({ name: "apigw_apis_held", help: "APIs held back (at a last good version or left out) per gateway group", labelNames: ["group"], registers }),
       };
+      const pipeline = this;
+      new Gauge({
+        name: "apigw_store_revision",
+        help: "Newest store revision this control plane has seen (notified or read)",
+        registers,
+        collect() {
+          this.set(pipeline.storeRevision);
+        },
+      });
+      new Gauge({
+        name: "apigw_published_revision",
+        help: "Store revision reflected by the xDS snapshot published to each gateway group",
+        labelNames: ["group"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [group, revision] of pipeline.publishedRevisions()) this.set({ group }, revision);
+        },
+      });
     }
   }
 
@@ -116,6 +163,7 @@ export class GatewayPipeline {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.unlisten?.();
     await this.chain.catch(() => undefined);
   }
@@ -142,15 +190,44 @@ export class GatewayPipeline {
       return this.requestFull();
     }
     this.pendingRevision = Math.max(this.pendingRevision, notification.revision);
+    this.sawRevision(notification.revision);
     if (notification.truncated) return this.requestFull();
-    let touched = false;
     for (const change of notification.changes) {
-      for (const handle of change.apiIds ?? []) {
-        this.pendingHandles.add(handle);
-        touched = true;
-      }
+      for (const handle of change.apiIds ?? []) this.pendingHandles.add(handle);
     }
-    if (touched) this.schedule();
+    // Scheduled even when no API is touched, so that the published revision moves on with the store.
+    this.schedule();
+  }
+
+  private sawRevision(revision: number): void {
+    if (revision > this.storeRevision) this.storeRevision = revision;
+    if (this.storeRevision > this.revision) this.behindSince ??= Date.now();
+  }
+
+  /** Per gateway group: the store revision its published snapshot reflects. */
+  publishedRevisions(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const group of this.cache.groups()) {
+      const revision = this.cache.getSnapshot(group)?.revision ?? 0;
+      out.set(group, revision === this.lastPublishRevision ? this.revision : revision);
+    }
+    return out;
+  }
+
+  /**
+   * Unhealthy while reloads fail (the store unreachable) or while the published revision has been
+   * behind the store's for more than `boundMs` without progress (a stuck or overwhelmed pipeline).
+   */
+  health(boundMs = 10_000): PipelineHealth {
+    const behindMs = this.behindSince !== undefined && this.storeRevision > this.revision ? Date.now() - this.behindSince : 0;
+    return {
+      ok: this.failures === 0 && behindMs <= boundMs,
+      storeRevision: this.storeRevision,
+      publishedRevision: this.revision,
+      failures: this.failures,
+      lastError: this.lastError,
+      behindMs,
+    };
   }
 
   private schedule(): void {
@@ -173,12 +250,46 @@ export class GatewayPipeline {
   }
 
   private enqueue(work: () => Promise<void>): Promise<void> {
-    this.chain = this.chain.then(work).catch((error) => {
-      this.options.logger.error({ err: error }, "gateway configuration rebuild failed; will retry with a full reload");
-      this.metrics?.failures.inc();
-      if (!this.stopped) setTimeout(() => this.requestFull(), 1000).unref();
-    });
+    this.chain = this.chain.then(work).then(
+      () => this.succeeded(),
+      (error) => this.failed(error),
+    );
     return this.chain;
+  }
+
+  /**
+   * A reload failed (typically: the store is unreachable). What it was to apply is covered by a
+   * full reload, owed from now on and retried with capped backoff. Logged once per outage.
+   */
+  private failed(error: unknown): void {
+    this.metrics?.failures.inc();
+    this.failures++;
+    this.lastError = (error as Error)?.message ?? String(error);
+    if (this.failures === 1) {
+      this.failingSince = Date.now();
+      this.options.logger.error({ err: error }, "gateway configuration reload failed; retrying with a full reload (logged once until it recovers)");
+    } else {
+      this.options.logger.debug({ err: this.lastError, attempt: this.failures }, "gateway configuration reload failed again");
+    }
+    if (this.stopped) return;
+    this.pendingFull = true;
+    if (this.retryTimer) return;
+    const delay = retryDelay(this.failures - 1, this.options.retryInitialMs ?? 200, this.options.retryMaxMs ?? 5000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.schedule();
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private succeeded(): void {
+    if (this.failures > 0) {
+      this.options.logger.info({ attempts: this.failures, downMs: Date.now() - (this.failingSince ?? Date.now()), revision: this.revision }, "gateway configuration reload recovered");
+    }
+    this.failures = 0;
+    this.lastError = null;
+    this.failingSince = undefined;
+    this.behindSince = this.storeRevision > this.revision ? Date.now() : undefined;
   }
 
   private async reload(full: boolean, handles: Set<string>, notifiedRevision: number): Promise<void> {
@@ -189,8 +300,13 @@ export class GatewayPipeline {
       this.apis.clear();
       for (const api of config.apis) this.apis.set(api.handle, this.keep(before.get(api.handle), api));
       this.revision = Math.max(config.revision, notifiedRevision);
+      this.sawRevision(this.revision);
     } else {
-      if (handles.size === 0) return;
+      if (handles.size === 0) {
+        // Changes that touch no API: every snapshot is still current, now up to this revision.
+        this.revision = Math.max(this.revision, notifiedRevision);
+        return;
+      }
       const config = await loadGatewayConfig(this.options.knex, { handles: [...handles] });
       const found = new Map(config.apis.map((a) => [a.handle, a]));
       for (const handle of handles) {
@@ -203,6 +319,7 @@ export class GatewayPipeline {
     }
     this.metrics?.duration.observe({ stage: "read" }, (performance.now() - started) / 1000);
     this.metrics?.rebuilds.inc({ kind: full ? "full" : "incremental" });
+    this.lastPublishRevision = this.revision;
     this.publish();
   }
 

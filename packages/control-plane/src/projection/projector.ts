@@ -414,7 +414,9 @@ export class CredentialProjector {
     this.lastError = (error as Error)?.message ?? String(error);
     this.lastErrorAt = new Date();
     this.metrics?.errors.inc();
-    this.logger.warn({ err: this.lastError }, "credential projection failed");
+    // Once per outage; the retries (capped backoff) log at debug until a rebuild succeeds.
+    if (this.failures === 1) this.logger.warn({ err: this.lastError }, "credential projection failed; retrying");
+    else this.logger.debug({ err: this.lastError, attempt: this.failures }, "credential projection failed again");
   }
 
   private exclusive<T>(job: () => Promise<T>): Promise<T> {

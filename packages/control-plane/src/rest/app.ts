@@ -3,6 +3,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { pinoHttp } from "pino-http";
 import { usersFromConfig } from "../config";
 import { ApiError } from "../errors";
+import { STORE_RETRY_AFTER_SECONDS, isStoreUnavailable } from "../store/unavailable";
 import type { Metrics } from "../observability/metrics";
 import { basicAuth } from "./auth";
 import { bodyParser } from "./body";
@@ -88,6 +89,14 @@ export function createManagementApp(services: Services, metrics?: Metrics) {
     if (typeof status === "number" && status >= 400 && status < 500) {
       // Errors raised by express itself for the client's request (e.g. a malformed URL encoding).
       res.status(status).json({ status: "error", message: (error as Error).message || "Bad request" });
+      return;
+    }
+    if (isStoreUnavailable(error)) {
+      // The store is down, restarting or out of connections: the request changed nothing (or, if
+      // the connection died at COMMIT, its outcome is unknown); retrying it is safe.
+      services.logger.warn({ err: (error as Error).message, requestId, method: req.method, path: req.path }, "store unavailable");
+      res.setHeader("Retry-After", String(STORE_RETRY_AFTER_SECONDS));
+      res.status(503).json({ status: "error", message: "The configuration store is unavailable; retry later", requestId });
       return;
     }
     services.logger.error({ err: error, requestId, method: req.method, path: req.path }, "unexpected error");

@@ -3,11 +3,19 @@ import { resolve } from "node:path";
 import knexPkg, { type Knex } from "knex";
 import pg from "pg";
 import type { Logger } from "../observability/logger";
+import { PgListener, type NotificationHandler } from "./pgListener";
 
 // Revisions and counts are bigint in Postgres; they stay far below 2^53, so read them as numbers.
 pg.types.setTypeParser(20, (value) => Number(value));
 
-export type NotificationHandler = (payload: string) => void;
+export type { NotificationHandler };
+
+/**
+ * How long a request waits for a connection before it fails (and the management API answers 503
+ * with Retry-After): a few seconds, not knex's default minute, so that an outage is reported
+ * while the client is still waiting. Connecting to a server that does not answer fails as fast.
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
 
 /**
  * One Postgres database, either a server (DATABASE_URL) or embedded PGlite in a local folder.
@@ -26,13 +34,24 @@ export async function openDatabase(options: { url?: string; dataDir: string; log
 }
 
 async function openServer(url: string, logger: Logger): Promise<Database> {
-  const knex = knexPkg.knex({ client: "pg", connection: url, pool: { min: 0, max: 10 } });
+  // keepAlive: a connection whose server vanished without a reset (a failover behind a virtual
+  // IP, a cut network) is noticed by TCP instead of hanging. Knex keeps an error listener on every
+  // pooled client (it marks the client disposed and never hands it out again), so a server going
+  // away while clients sit idle in the pool does not crash the process.
+  const client = { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true };
+  const knex = knexPkg.knex({
+    client: "pg",
+    connection: { connectionString: url, ...client },
+    pool: { min: 0, max: 10 },
+    acquireConnectionTimeout: CONNECT_TIMEOUT_MS,
+    log: knexLog(logger),
+  });
   const listeners: { close(): Promise<void> }[] = [];
   return {
     knex,
     kind: "postgres",
     async listen(channel, handler, onReconnect) {
-      const listener = new PgListener(url, channel, handler, onReconnect ?? (() => undefined), logger);
+      const listener = new PgListener(url, channel, handler, onReconnect ?? (() => undefined), logger, { client });
       await listener.start();
       listeners.push(listener);
       return () => listener.close();
@@ -44,76 +63,17 @@ async function openServer(url: string, logger: Logger): Promise<Database> {
   };
 }
 
-/**
- * A dedicated connection that LISTENs (a pooled one would drop the subscription when returned).
- * It reconnects with capped backoff and tells the consumer, which then reloads what it may have
- * missed: notifications are the fast path, never the only source of truth.
- */
-class PgListener {
-  private client?: pg.Client;
-  private closed = false;
-  private attempt = 0;
-
-  constructor(
-    private readonly url: string,
-    private readonly channel: string,
-    private readonly handler: NotificationHandler,
-    private readonly onReconnect: () => void,
-    private readonly logger: Logger,
-  ) {}
-
-  async start(): Promise<void> {
-    await this.connect();
-  }
-
-  private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
-    client.on("notification", (message) => {
-      if (message.channel === this.channel && message.payload !== undefined) this.handler(message.payload);
-    });
-    client.on("error", (error) => {
-      this.logger.warn({ err: error.message, channel: this.channel }, "change listener connection failed");
-      void this.reconnect();
-    });
-    client.on("end", () => void this.reconnect());
-    await client.connect();
-    await client.query(`LISTEN "${this.channel.replace(/"/g, '""')}"`);
-    this.client = client;
-    this.attempt = 0;
-  }
-
-  private reconnecting = false;
-  private async reconnect(): Promise<void> {
-    if (this.closed || this.reconnecting) return;
-    this.reconnecting = true;
-    this.client?.removeAllListeners();
-    this.client = undefined;
-    while (!this.closed) {
-      const delay = Math.min(5000, 100 * 2 ** this.attempt++);
-      await new Promise((r) => setTimeout(r, delay));
-      try {
-        await this.connect();
-        this.logger.info({ channel: this.channel }, "change listener reconnected");
-        this.reconnecting = false;
-        this.onReconnect();
-        return;
-      } catch (error) {
-        this.logger.warn({ err: (error as Error).message, delayMs: delay }, "change listener reconnect failed");
-      }
-    }
-    this.reconnecting = false;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    const client = this.client;
-    this.client = undefined;
-    if (client) {
-      client.removeAllListeners();
-      client.on("error", () => undefined);
-      await client.end().catch(() => undefined);
-    }
-  }
+/** Knex's own messages into the structured log (it would print them on the console). */
+function knexLog(logger: Logger): Knex.Logger {
+  const text = (message: unknown) => (typeof message === "string" ? message : String((message as Error)?.message ?? message));
+  return {
+    // "Connection Error: …" is a pooled connection found dead and discarded: expected while the
+    // server restarts, and the requests it affects are answered (503) and logged on their own.
+    warn: (message) => (text(message).startsWith("Connection Error") ? logger.debug({ component: "knex" }, text(message)) : logger.warn({ component: "knex" }, text(message))),
+    error: (message) => logger.error({ component: "knex" }, text(message)),
+    debug: (message) => logger.debug({ component: "knex" }, text(message)),
+    deprecate: (method, alternative) => logger.warn({ component: "knex" }, `${method} is deprecated; use ${alternative}`),
+  };
 }
 
 async function openEmbedded(dataDir: string, logger: Logger): Promise<Database> {

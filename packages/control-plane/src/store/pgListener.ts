@@ -1,0 +1,120 @@
+import pg from "pg";
+import type { Logger } from "../observability/logger";
+import { retryDelay } from "./unavailable";
+
+export type NotificationHandler = (payload: string) => void;
+
+/** Settings of the dedicated LISTEN connection (the defaults suit production; tests shorten them). */
+export interface PgListenerOptions {
+  /** Client settings shared with the pool (connection timeout, keep-alive). */
+  client?: Omit<pg.ClientConfig, "connectionString">;
+  /** Backoff between reconnection attempts: doubles from `retryInitialMs` up to `retryMaxMs`. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+/**
+ * A dedicated connection that LISTENs (a pooled one would drop the subscription when returned).
+ *
+ * When the connection is lost (Postgres restarted, failed over, the backend terminated, the
+ * network cut) it reconnects with capped, jittered backoff, LISTENs again and only then tells the
+ * consumer, which reloads everything: notifications sent while nobody listened are gone, so they
+ * are the fast path, never the only source of truth.
+ *
+ * A pg client may emit `error` more than once as it dies (the server's termination notice, then
+ * "Connection terminated unexpectedly" when the socket closes); an `error` without a listener
+ * would end the process. So every client ever created here keeps its error listener for life.
+ * One warning per outage, one info line when it is over; the attempts in between log at debug.
+ */
+export class PgListener {
+  private client?: pg.Client;
+  private closed = false;
+  private reconnecting = false;
+  private attempt = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly channel: string,
+    private readonly handler: NotificationHandler,
+    private readonly onReconnect: () => void,
+    private readonly logger: Logger,
+    private readonly options: PgListenerOptions = {},
+  ) {}
+
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ ...this.options.client, connectionString: this.url });
+    // Installed before anything can fail and never removed: see the class comment.
+    let dead = false;
+    client.on("error", (error) => {
+      dead = true;
+      this.lost(client, error);
+    });
+    client.on("end", () => {
+      dead = true;
+      this.lost(client);
+    });
+    client.on("notification", (message) => {
+      if (client === this.client && message.channel === this.channel && message.payload !== undefined) this.handler(message.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN "${this.channel.replace(/"/g, '""')}"`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (dead) throw new Error("Connection terminated while subscribing");
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.client = client;
+  }
+
+  /** The current connection failed or ended: drop it and reconnect (once, whatever it emits next). */
+  private lost(client: pg.Client, error?: Error): void {
+    if (client !== this.client || this.closed) return;
+    this.client = undefined;
+    this.logger.warn({ err: error?.message ?? "connection ended", channel: this.channel }, "change listener lost its connection; reconnecting");
+    void client.end().catch(() => undefined);
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    if (this.closed || this.reconnecting) return;
+    this.reconnecting = true;
+    const since = Date.now();
+    try {
+      while (!this.closed) {
+        const delay = retryDelay(this.attempt++, this.options.retryInitialMs ?? 100, this.options.retryMaxMs ?? 5000);
+        await new Promise((r) => setTimeout(r, delay).unref());
+        if (this.closed) return;
+        try {
+          await this.connect();
+        } catch (error) {
+          this.logger.debug({ err: (error as Error).message, channel: this.channel, attempt: this.attempt, delayMs: delay }, "change listener reconnect failed");
+          continue;
+        }
+        if (this.closed) return;
+        this.logger.info({ channel: this.channel, attempts: this.attempt, downMs: Date.now() - since }, "change listener reconnected; reloading");
+        this.attempt = 0;
+        this.onReconnect();
+        return;
+      }
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = undefined;
+    // Its error listener stays (see the class comment); end() on a dead client just resolves.
+    if (client) await client.end().catch(() => undefined);
+  }
+}
