@@ -92,7 +92,7 @@ async function openEmbedded(dataDir: string, logger: Logger): Promise<Database> 
   await pglite.waitReady;
   logger.info({ dataDir }, "using embedded Postgres (PGlite); set DATABASE_URL to use a Postgres server");
   const knex = knexPkg.knex({
-    client: ClientPgLite as unknown as typeof knexPkg.Client,
+    client: rowCountsFixed(ClientPgLite as unknown as ResponseProcessor) as unknown as typeof knexPkg.Client,
     dialect: "postgres",
     connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
   });
@@ -107,5 +107,22 @@ async function openEmbedded(dataDir: string, logger: Logger): Promise<Database> 
       await knex.destroy();
       await pglite.close().catch(() => undefined);
     },
+  };
+}
+
+/**
+ * knex-pglite labels each response with knex's method name upper-cased as the SQL command, and
+ * knex's Postgres dialect returns the row count only for "UPDATE" and "DELETE"; knex names its
+ * delete method "del" (and increments "counter"), so on the embedded store `await q.delete()`
+ * resolved to the raw response object instead of the number of rows deleted: every "did it
+ * delete anything" check passed. Here those methods are named by their SQL command.
+ */
+type ResponseProcessor = new (...args: any[]) => { processResponse(obj: any, runner: unknown): unknown };
+function rowCountsFixed(Base: ResponseProcessor): ResponseProcessor {
+  return class extends Base {
+    override processResponse(obj: any, runner: unknown): unknown {
+      if (obj && (obj.method === "del" || obj.method === "counter")) obj = { ...obj, method: obj.method === "del" ? "delete" : "update" };
+      return super.processResponse(obj, runner);
+    }
   };
 }
