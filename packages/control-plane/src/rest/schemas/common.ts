@@ -34,7 +34,10 @@ export const httpUrl = z
 export const EXPIRY_UNITS = ["seconds", "minutes", "hours", "days", "weeks", "months"] as const;
 export const relativeDuration = z.strictObject({
   unit: z.enum(EXPIRY_UNITS),
-  duration: z.int({ error: "must be an integer" }).min(1).max(100_000),
+  duration: z
+    .int({ error: "must be an integer" })
+    .min(1, { error: "must be between 1 and 100000" })
+    .max(100_000, { error: "must be between 1 and 100000" }),
 });
 
 export function addRelative(from: Date, value: z.infer<typeof relativeDuration>): Date {

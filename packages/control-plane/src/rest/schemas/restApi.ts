@@ -61,7 +61,11 @@ const upstreamDefinitionSchema = z.object({
     .array(
       z.object({
         url: httpUrl,
-        weight: z.int({ error: "must be an integer" }).min(0).max(100).optional(),
+        weight: z
+          .int({ error: "must be an integer" })
+          .min(0, { error: "must be between 0 and 100 (a share of the traffic in percent)" })
+          .max(100, { error: "must be between 0 and 100 (a share of the traffic in percent)" })
+          .optional(),
       }),
     )
     .min(1, { error: "at least one upstream is required" })
