@@ -72,6 +72,15 @@ const upstreamDefinitionSchema = z.object({
     .max(64),
 });
 
+/**
+ * An operation's own upstream, per stage: overrides the API's `spec.upstream.main` / `.sandbox`
+ * for this operation (same shape: `url` or `ref`, optional hostRewrite). A stage it leaves out
+ * uses the API's upstream.
+ */
+const operationUpstreamSchema = z
+  .object({ main: upstreamSchema.optional(), sandbox: upstreamSchema.optional() })
+  .refine((u) => u.main !== undefined || u.sandbox !== undefined, { error: "give main, sandbox or both" });
+
 const operationSchema = z.object({
   method: z.enum(HTTP_METHODS),
   path: z
@@ -82,6 +91,7 @@ const operationSchema = z.object({
       const problem = checkOperationPath(path);
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     }),
+  upstream: operationUpstreamSchema.optional(),
   policies: z.array(operationPolicySchema).max(50).optional(),
 });
 
@@ -135,6 +145,19 @@ export const restApiRequestSchema = z
         ctx.addIssue({ code: "custom", path: ["spec", "upstream", stage, "ref"], message: `no upstreamDefinition named '${ref}'` });
       }
     }
+    spec.operations.forEach((operation, i) => {
+      for (const stage of ["main", "sandbox"] as const) {
+        const own = operation.upstream?.[stage];
+        if (!own) continue;
+        const path = ["spec", "operations", i, "upstream", stage];
+        if (stage === "sandbox" && !spec.upstream.sandbox) {
+          ctx.addIssue({ code: "custom", path, message: "the API has no sandbox stage (set spec.upstream.sandbox first)" });
+        }
+        if (own.ref !== undefined && !definitionNames.has(own.ref)) {
+          ctx.addIssue({ code: "custom", path: [...path, "ref"], message: `no upstreamDefinition named '${own.ref}'` });
+        }
+      }
+    });
     if (spec.vhosts?.sandbox && spec.vhosts.sandbox === spec.vhosts.main) {
       ctx.addIssue({ code: "custom", path: ["spec", "vhosts", "sandbox"], message: "must differ from vhosts.main" });
     }
@@ -220,7 +243,14 @@ export const restApiResponseSchema = z.object({
     vhosts: z.object({ main: z.string(), sandbox: z.string().optional() }),
     subscriptionPlans: z.array(z.string()).optional(),
     policies: z.array(policyOutput).optional(),
-    operations: z.array(z.object({ method: z.string(), path: z.string(), policies: z.array(policyOutput).optional() })),
+    operations: z.array(
+      z.object({
+        method: z.string(),
+        path: z.string(),
+        upstream: z.record(z.string(), z.object({ url: z.string().optional(), ref: z.string().optional(), hostRewrite: z.string().optional() })).optional(),
+        policies: z.array(policyOutput).optional(),
+      }),
+    ),
     deploymentState: z.string().optional(),
   }),
   status: z.object({
