@@ -1,5 +1,7 @@
 import { z } from "zod";
 import {
+  DEFAULT_MAIN_VHOST,
+  DEFAULT_SANDBOX_VHOST,
   DEPLOYMENT_STATES,
   HTTP_METHODS,
   duration,
@@ -158,8 +160,17 @@ export const restApiRequestSchema = z
         }
       }
     });
-    if (spec.vhosts?.sandbox && spec.vhosts.sandbox === spec.vhosts.main) {
+    // Both stages on one host would claim the same routes twice (host names are case-insensitive).
+    const mainHost = (spec.vhosts?.main ?? DEFAULT_MAIN_VHOST).toLowerCase();
+    const sandboxHost = (spec.vhosts?.sandbox ?? DEFAULT_SANDBOX_VHOST).toLowerCase();
+    if (spec.vhosts?.sandbox !== undefined && sandboxHost === mainHost) {
       ctx.addIssue({ code: "custom", path: ["spec", "vhosts", "sandbox"], message: "must differ from vhosts.main" });
+    } else if (spec.upstream.sandbox && sandboxHost === mainHost) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["spec", "vhosts", "main"],
+        message: `is the sandbox stage's default host '${DEFAULT_SANDBOX_VHOST}'; set vhosts.sandbox to another host`,
+      });
     }
     for (const [name, value] of Object.entries(spec.vhosts ?? {})) {
       if (typeof value === "string" && value.startsWith("*") && value.length > 1 && /[.-]\*(:\d+)?$/.test(value)) {
