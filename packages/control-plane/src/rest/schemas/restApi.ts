@@ -173,6 +173,10 @@ export const restApiRequestSchema = z
       });
     }
     for (const [name, value] of Object.entries(spec.vhosts ?? {})) {
+      const port = typeof value === "string" ? /:(\d+)$/.exec(value)?.[1] : undefined;
+      if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+        ctx.addIssue({ code: "custom", path: ["spec", "vhosts", name], message: "the port must be from 1 to 65535" });
+      }
       if (typeof value === "string" && value.startsWith("*") && value.length > 1 && /[.-]\*(:\d+)?$/.test(value)) {
         ctx.addIssue({ code: "custom", path: ["spec", "vhosts", name], message: "may have a wildcard at the start or at the end, not both" });
       }
