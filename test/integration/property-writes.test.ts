@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import fc from "fast-check";
+import YAML from "yaml";
 import { currentRevision } from "../../packages/control-plane/src/store/changes";
 import { loadGatewayConfig } from "../../packages/control-plane/src/store/reads/gatewayConfig";
 import { translatorOptions } from "../../packages/control-plane/src/controlPlane";
@@ -24,7 +25,7 @@ import { connectDelta, type DeltaClient } from "../support/xdsClient";
  * sets the number of writes.
  */
 const SEED = Number(process.env.PROPERTY_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 2500);
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 2000);
 const CANARY_EVERY = 100;
 const ROUTE_CONFIG = "apigw-routes";
 
@@ -32,6 +33,8 @@ type Json = any;
 
 interface Write {
   method: "POST" | "PUT" | "DELETE";
+  /** Send the body as YAML instead of JSON. */
+  yaml?: boolean;
   /** A path template: `{api}`, `{plugin}`, `{plan}`, `{sub}`, `{app}` are filled from what exists at run time. */
   path: string;
   body?: Json;
@@ -248,7 +251,7 @@ function segment(value: string): string {
   }
 }
 
-const write: fc.Arbitrary<Write> = fc.oneof(
+const anyWrite: fc.Arbitrary<Write> = fc.oneof(
   // RestApi create / update / delete
   { weight: 10, arbitrary: fc.tuple(restApiBody, edits).map(([api, e]) => ({ method: "PUT" as const, path: `{upsert:${api.handle}}`, body: mutate(api.body, e) })) },
   { weight: 1, arbitrary: apiIndex.map((i) => ({ method: "DELETE" as const, path: `/rest-apis/api-${i}` })) },
@@ -320,6 +323,19 @@ const write: fc.Arbitrary<Write> = fc.oneof(
     weight: 1,
     arbitrary: fc.tuple(apiIndex, fc.constantFrom("RELEASE", "TEST"), edits).map(([a, stage, e]) => ({ method: "POST" as const, path: "/authorizations", body: mutate({ applicationId: "{app:0}", apiId: `api-${a}`, stage }, e) })),
   },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(apiIndex, mostly(fc.constantFrom("my-key", "key_2")), mostly(fc.constantFrom("hours", "days", "months")), mostly(fc.integer({ min: 1, max: 40 })), edits)
+      .map(([a, name, unit, duration, e]) => ({ method: "POST" as const, path: `/rest-apis/api-${a}/api-keys/${name}/regenerate`, body: mutate({ gracePeriod: { unit, duration } }, e), as: "consumer" as const })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(mostly(fc.constantFrom("AppKey_0001", "AppKey_0002")), mostly(fc.constantFrom("S3cret!S3cret!S3cret!", "short")), edits)
+      .map(([appKey, appSecret, e]) => ({ method: "POST" as const, path: "/applications/{app:0}/key-pairs", body: mutate({ appKey, appSecret }, e) })),
+  },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 5 }).map((i) => ({ method: "DELETE" as const, path: `/plugins/{plugin:${i}}` })) },
   // Hostile path parameters on every family
   {
     weight: 3,
@@ -335,6 +351,9 @@ const write: fc.Arbitrary<Write> = fc.oneof(
       }),
   },
 );
+
+/** One write in ten sends its body as YAML (the same checks apply to both parsers' output). */
+const write: fc.Arbitrary<Write> = fc.tuple(anyWrite, fc.integer({ min: 0, max: 9 })).map(([w, r]) => (w.body !== undefined && r === 0 ? { ...w, yaml: true } : w));
 
 // ---------------------------------------------------------------------------------------------
 // The run
@@ -386,6 +405,8 @@ describe("property: generated REST writes", function () {
     if (w.method === "POST" && w.path === "/subscription-plans" && b.id) known.plan.set(Number(String(b.planName).slice(5)), b.id);
     if (w.method === "POST" && w.path === "/applications" && b.application?.id) known.app.set(Number(String(b.application.name).slice(4)), b.application.id);
     if (w.method === "POST" && w.path === "/subscriptions" && b.id) known.sub.set(0, b.id);
+    const plugin = /^\/plugins\/\{plugin:(\d)\}$/.exec(w.path);
+    if (w.method === "DELETE" && plugin) known.plugin.delete(Number(plugin[1]));
     if (w.method === "POST" && w.path === "/rest-apis" && b.metadata?.name) apis.add(b.metadata.name);
     const deleted = /^\/rest-apis\/([^/]+)$/.exec(w.path);
     if (w.method === "DELETE" && deleted) apis.delete(deleted[1]!);
@@ -400,7 +421,8 @@ describe("property: generated REST writes", function () {
     if (upsert) w = { ...w, method: apis.has(upsert) ? "PUT" : "POST", path: apis.has(upsert) ? `/rest-apis/${upsert}` : "/rest-apis" };
     const path = resolve(w.path);
     const body = w.body === undefined ? undefined : JSON.parse(resolve(JSON.stringify(w.body)));
-    const reply = await call(w.method, path, { ...(body !== undefined ? { body } : {}), ...(w.as ? { as: w.as } : {}) });
+    const payload = body !== undefined && w.yaml ? { body: YAML.stringify(body), contentType: "application/yaml" } : body !== undefined ? { body } : {};
+    const reply = await call(w.method, path, { ...payload, ...(w.as ? { as: w.as } : {}) });
     stats.writes++;
     stats.byStatus.set(reply.status, (stats.byStatus.get(reply.status) ?? 0) + 1);
     const what = `${w.method} ${path} ${JSON.stringify(body)?.slice(0, 600)} → ${reply.status} ${reply.text.slice(0, 400)}`;

@@ -13,8 +13,9 @@ export function pattern(re: RegExp, max: number, message: string) {
     .meta({ pattern: re.source });
 }
 
-/** RFC 9110 token: what a header name may be. */
-export const headerName = pattern(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 256, "must be a valid HTTP header name").refine(
+/** RFC 9110 token: what a header name may be (within Envoy's strict HTTP_HEADER_NAME rule). */
+export const HEADER_NAME_PATTERN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+export const headerName = pattern(HEADER_NAME_PATTERN, 256, "must be a valid HTTP header name").refine(
   (s) => s.length > 0,
   { error: "must not be empty" },
 );
