@@ -227,8 +227,8 @@ describe("credential projection", function () {
       const regenerated = await created(post(`/rest-apis/${API}/api-keys/beta/regenerate`, { gracePeriod: { unit: "hours", duration: 1 } }, { as: "consumer" }), 200);
       const betaNew = regenerated.apiKey;
       const plan = await created(post("/subscription-plans", { planName: "Gold", throttleLimitCount: 100, throttleLimitUnit: "Min", stopOnQuotaReach: true }));
-      const subscription = await created(post("/subscriptions", { apiId: API, subscriptionToken: TOKEN, subscriptionPlanId: plan.id, applicationId: "app-42", status: "ACTIVE" }));
       const app = (await created(post("/applications", { name: "reading-app", extInfo: '{"tenant":"acme"}' }))).application;
+      const subscription = await created(post("/subscriptions", { apiId: API, subscriptionToken: TOKEN, subscriptionPlanId: plan.id, applicationId: app.id, status: "ACTIVE" }));
       const pair2 = (await created(post(`/applications/${app.id}/key-pairs`, {}))).keyPair;
       const expiresAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
       await created(post("/authorizations", { applicationId: app.id, apiId: API, stage: "RELEASE", expiresAt }));
@@ -270,7 +270,7 @@ describe("credential projection", function () {
       expect(JSON.parse(release[`sub:${sha256Hex(TOKEN)}`]!)).to.deep.equal({
         id: subscription.id,
         status: "ACTIVE",
-        applicationId: "app-42",
+        applicationId: app.id,
         plan: { id: plan.id, name: "Gold", status: "ACTIVE", throttleLimitCount: 100, throttleLimitUnit: "Min", stopOnQuotaReach: true, expiryTime: null },
       } satisfies ProjectedSubscription);
       const common = { appId: app.id, name: "reading-app", status: "ENABLED", extInfo: '{"tenant":"acme"}', authorizationExpiresAt: expiresAt } as const;

@@ -41,8 +41,21 @@ function byField(reply: { body: any }): Record<string, string> {
   return Object.fromEntries(((reply.body?.errors ?? []) as { field: string; message: string }[]).map((e) => [e.field, e.message]));
 }
 
+/** The id of an application with this name, created on first use in a test. */
+let apps = new Map<string, string>();
+async function appId(name: string): Promise<string> {
+  let id = apps.get(name);
+  if (!id) {
+    const reply = await post("/applications", { name });
+    expect(reply.status, reply.text).to.equal(201);
+    apps.set(name, (id = reply.body.application.id as string));
+  }
+  return id;
+}
+
 describe("subscriptions", () => {
   beforeEach(async () => {
+    apps = new Map();
     await createApi();
   });
 
@@ -52,7 +65,7 @@ describe("subscriptions", () => {
       const reply = await post("/subscriptions", {
         apiId: API,
         subscriptionToken: TOKEN,
-        applicationId: "app-42",
+        applicationId: await appId("app-42"),
         subscriptionPlanId: planId,
         billingCustomerId: "cus_123",
         billingSubscriptionId: "sub_456",
@@ -74,7 +87,7 @@ describe("subscriptions", () => {
       expect(reply.body.id).to.match(UUID);
       expect(reply.body).to.include({
         apiId: API,
-        applicationId: "app-42",
+        applicationId: await appId("app-42"),
         subscriptionToken: TOKEN,
         subscriptionPlanId: planId,
         billingCustomerId: "cus_123",
@@ -114,6 +127,17 @@ describe("subscriptions", () => {
       expect(row.status).to.equal("INACTIVE");
       const log = await harness().database.knex("change_log").select("changes");
       expect(JSON.stringify(log)).to.not.contain(TOKEN);
+    });
+
+    it("answers 400 naming applicationId when no such application exists, and stores nothing", async () => {
+      for (const applicationId of ["app-42", UNKNOWN_ID]) {
+        const reply = await post("/subscriptions", { apiId: API, subscriptionToken: TOKEN, applicationId });
+        expect(reply.status, applicationId).to.equal(400);
+        expect(fields(reply)).to.deep.equal(["applicationId"]);
+      }
+      expect(await countRows("subscriptions")).to.equal(0);
+      const id = await appId("app-42");
+      expect((await subscribe({ apiId: API, subscriptionToken: TOKEN, applicationId: id.toUpperCase() })).applicationId).to.equal(id);
     });
 
     it("ignores unknown fields (WSO2 resource)", async () => {
@@ -191,8 +215,9 @@ describe("subscriptions", () => {
 
     it("answers 409 for the same token twice on one API, and accepts it on another API", async () => {
       await subscribe({ apiId: API, subscriptionToken: TOKEN });
+      const other = await appId("other");
       const changes = await countRows("change_log");
-      const again = await post("/subscriptions", { apiId: await internalId(API), subscriptionToken: TOKEN, applicationId: "other" });
+      const again = await post("/subscriptions", { apiId: await internalId(API), subscriptionToken: TOKEN, applicationId: other });
       expect(again.status).to.equal(409);
       expect(again.body.status).to.equal("error");
       expect(again.body.message).to.contain(API);
@@ -241,9 +266,9 @@ describe("subscriptions", () => {
     beforeEach(async () => {
       await createApi(otherApi());
       ids = {
-        first: (await subscribe({ apiId: API, subscriptionToken: "tok-first", applicationId: "app-1" })).id,
-        second: (await subscribe({ apiId: PETS, subscriptionToken: "tok-second", applicationId: "app-1", status: "INACTIVE" })).id,
-        third: (await subscribe({ apiId: API, subscriptionToken: "tok-third", applicationId: "app-2", status: "REVOKED" })).id,
+        first: (await subscribe({ apiId: API, subscriptionToken: "tok-first", applicationId: await appId("app-1") })).id,
+        second: (await subscribe({ apiId: PETS, subscriptionToken: "tok-second", applicationId: await appId("app-1"), status: "INACTIVE" })).id,
+        third: (await subscribe({ apiId: API, subscriptionToken: "tok-third", applicationId: await appId("app-2"), status: "REVOKED" })).id,
       };
       // Distinct creation times, so that "newest first" is deterministic.
       const knex = harness().database.knex;
@@ -259,7 +284,7 @@ describe("subscriptions", () => {
       expect(reply.body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.third, ids.second, ids.first]);
       for (const subscription of reply.body.subscriptions) expect(subscription).to.not.have.property("subscriptionToken");
       expect(reply.text).to.not.contain("tok-");
-      expect(reply.body.subscriptions[1]).to.include({ apiId: PETS, applicationId: "app-1", status: "INACTIVE" });
+      expect(reply.body.subscriptions[1]).to.include({ apiId: PETS, applicationId: await appId("app-1"), status: "INACTIVE" });
     });
 
     it("filters by API handle or internal id", async () => {
@@ -279,9 +304,9 @@ describe("subscriptions", () => {
     });
 
     it("filters by applicationId and status, together or apart", async () => {
-      expect((await get("/subscriptions?applicationId=app-1")).body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.second, ids.first]);
+      expect((await get(`/subscriptions?applicationId=${await appId("app-1")}`)).body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.second, ids.first]);
       expect((await get("/subscriptions?status=REVOKED")).body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.third]);
-      expect((await get("/subscriptions?applicationId=app-1&status=ACTIVE")).body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.first]);
+      expect((await get(`/subscriptions?applicationId=${await appId("app-1")}&status=ACTIVE`)).body.subscriptions.map((s: any) => s.id)).to.deep.equal([ids.first]);
       expect((await get(`/subscriptions?apiId=${PETS}&status=ACTIVE`)).body).to.deep.equal({ subscriptions: [], count: 0 });
     });
 
@@ -299,7 +324,7 @@ describe("subscriptions", () => {
 
   describe("GET /subscriptions/{subscriptionId}", () => {
     it("answers the subscription without its token", async () => {
-      const created = await subscribe({ apiId: API, subscriptionToken: TOKEN, applicationId: "app-1" });
+      const created = await subscribe({ apiId: API, subscriptionToken: TOKEN, applicationId: await appId("app-1") });
       const reply = await get(`/subscriptions/${created.id}`);
       expect(reply.status).to.equal(200);
       const { subscriptionToken, ...rest } = created;
@@ -319,10 +344,10 @@ describe("subscriptions", () => {
 
   describe("PUT /subscriptions/{subscriptionId}", () => {
     it("changes the status", async () => {
-      const created = await subscribe({ apiId: API, subscriptionToken: TOKEN, applicationId: "app-1", billingCustomerId: "cus_1" });
+      const created = await subscribe({ apiId: API, subscriptionToken: TOKEN, applicationId: await appId("app-1"), billingCustomerId: "cus_1" });
       const reply = await put(`/subscriptions/${created.id}`, { status: "REVOKED" });
       expect(reply.status, reply.text).to.equal(200);
-      expect(reply.body).to.include({ id: created.id, apiId: API, status: "REVOKED", applicationId: "app-1", billingCustomerId: "cus_1", createdAt: created.createdAt });
+      expect(reply.body).to.include({ id: created.id, apiId: API, status: "REVOKED", applicationId: await appId("app-1"), billingCustomerId: "cus_1", createdAt: created.createdAt });
       expect(reply.body).to.not.have.property("subscriptionToken");
       expect((await get(`/subscriptions/${created.id}`)).body.status).to.equal("REVOKED");
       expect(await lastChange()).to.deep.equal([{ entity: "subscription", id: created.id, op: "update", apiIds: [API] }]);

@@ -193,6 +193,7 @@ describe("translator", () => {
         "merged-vhosts",
         "sandbox-stage",
         "weighted-upstreams",
+        "operation-upstream",
         "tls-and-ip-upstreams",
         "host-rewrite-manual",
         "headers",
@@ -465,6 +466,29 @@ describe("translator", () => {
   });
 
   describe("upstreams", () => {
+    it("routes an operation with its own upstream there (per stage), and leaves one whose upstream cannot be used out, saying so", () => {
+      const { config } = caseInput("operation-upstream");
+      const out = translate(config);
+      const release = vhost(out, "*").routes as Json[];
+      expect(firstMatch(release, "GET", "/orders/items")!.route).to.include({ cluster: "http_orders.internal_8080", prefix_rewrite: "/api/items", auto_host_rewrite: true });
+      const write = firstMatch(release, "POST", "/orders/items")!.route;
+      expect(write).to.include({ cluster: "https_writer.internal_443", prefix_rewrite: "/v2/items" });
+      expect(write).to.not.have.property("auto_host_rewrite");
+      const report = firstMatch(release, "GET", "/orders/reports/7")!.route;
+      expect(report.weighted_clusters.clusters.map((c: Json) => c.weight)).to.deep.equal([70, 30]);
+      expect(report.path_rewrite_policy.typed_config.path_template_rewrite).to.equal("/reporting/reports/{id}");
+      expect(firstMatch(release, "GET", "/orders/broken")?.route).to.equal(undefined);
+      const sandbox = vhost(out, "sandbox-*").routes as Json[];
+      expect(firstMatch(sandbox, "POST", "/orders/items")!.route.cluster).to.equal("http_orders-sandbox.internal_8080");
+      expect(firstMatch(sandbox, "GET", "/orders/reports/7")!.route.cluster).to.equal("http_reports-sandbox.internal_9000");
+      expect(out.clusters.map((c) => c.name)).to.include.members(["https_writer.internal_443", "http_reports-sandbox.internal_9000"]);
+      expect(buildIr(config).diagnostics).to.deep.equal([
+        { apiId: "orders", stage: "RELEASE", operation: "GET /broken", message: "operation left out: its upstream cannot be used: upstream ref 'missing' names no upstream definition" },
+      ]);
+      expect(schemaIssues(out)).to.deep.equal([]);
+      expect(consistencyIssues(out)).to.deep.equal([]);
+    });
+
     it("makes weighted clusters with the given weights (default 100), drops weight 0, prepends URL path + basePath, sets the connect timeout", () => {
       const out = translate(caseInput("weighted-upstreams").config);
       const release = firstMatch(vhost(out, "*").routes, "GET", "/shop/v2/carts/9")!;

@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { terminalLogStream } from "@apigw/shared";
 
 /**
  * Structured logs of the ext_authz process. The service never logs credentials itself (at most
@@ -27,5 +28,5 @@ export function createExtAuthzLogger(level: string): Logger {
       ],
       censor: "[redacted]",
     },
-  });
+  }, terminalLogStream());
 }

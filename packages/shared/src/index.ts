@@ -11,3 +11,4 @@ export * from "./credentials/store";
 export * from "./credentials/projectedScope";
 export * from "./credentials/memoryStore";
 export * from "./credentials/redisStore";
+export * from "./logging/terminal";

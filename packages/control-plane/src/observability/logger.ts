@@ -1,9 +1,10 @@
 import { pino, type Logger } from "pino";
+import { terminalLogStream } from "@apigw/shared";
 
 export type { Logger };
 
 /**
- * Structured logs. Anything that could carry a credential is redacted at the logger, so a
+ * Structured logs (JSON lines; pretty lines on a terminal, see terminalLogStream). Anything that could carry a credential is redacted at the logger, so a
  * careless log call cannot leak one.
  */
 export function createLogger(level: string, name: string): Logger {
@@ -25,5 +26,5 @@ export function createLogger(level: string, name: string): Logger {
       ],
       censor: "[redacted]",
     },
-  });
+  }, terminalLogStream());
 }

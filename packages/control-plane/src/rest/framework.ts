@@ -4,6 +4,7 @@ import { formatZodIssues } from "@apigw/shared";
 import type { Role } from "../config";
 import { ApiError, fieldPath, type FieldError } from "../errors";
 import { deny, type AuthenticatedUser } from "./auth";
+import { contentErrors } from "./content";
 import type { Services } from "./services";
 
 type HttpMethod = "get" | "post" | "put" | "delete";
@@ -95,6 +96,9 @@ export function mountRoutes(router: Router, routes: readonly RouteDefinition[], 
       const user = res.locals.user as AuthenticatedUser;
       if (!route.roles.includes(user.role)) return deny(res, 403, "forbidden");
       res.locals.route = route.path;
+      // Before anything reads them (prechecks query the store): NULs, lone surrogates, depth.
+      const contentProblems = [...contentErrors(req.params, ""), ...contentErrors({ ...(req.query as object) }, ""), ...contentErrors(req.body, "")];
+      if (contentProblems.length > 0) throw ApiError.validation(contentProblems);
       if (route.precheck) {
         await route.precheck({ params: req.params as never, query: req.query as never, body: req.body, user, services, req });
       }

@@ -304,9 +304,31 @@ function addStage(api: GatewayApi, stage: GatewayStage, items: ApiItem[], diagno
   items.push({ kind: "host", domain });
   const context = contextSegments(api.resolvedContext);
   const apiLevel = byType(stage.policies);
+  // Operations with their own upstream: resolved once per distinct upstream of the stage.
+  const ownUpstreams = new Map<string, { destinations: typeof destinations; prefix: string } | Error>();
   for (const operation of stage.operations) {
     const operationName = `${operation.method} ${operation.path}`;
     for (const policy of operation.policies) noteCondition(policy, { ...where, operation: operationName }, diagnostic);
+    let target = { destinations, prefix: upstream.prefix, hostRewrite: stage.upstream.hostRewrite };
+    if (operation.upstream) {
+      const key = JSON.stringify(operation.upstream);
+      let own = ownUpstreams.get(key);
+      if (!own) {
+        try {
+          const resolved = resolveUpstream(api, { ...stage, upstream: operation.upstream }, circuitBreaker);
+          for (const warning of resolved.warnings) diagnostic({ ...where, operation: operationName, message: warning });
+          own = { destinations: resolved.destinations.map((d) => ({ cluster: deepFreeze(structuredClone(d.cluster)), weight: d.weight })), prefix: resolved.prefix };
+        } catch (error) {
+          own = error as Error;
+        }
+        ownUpstreams.set(key, own);
+      }
+      if (own instanceof Error) {
+        diagnostic({ ...where, operation: operationName, message: `operation left out: its upstream cannot be used: ${own.message}` });
+        continue;
+      }
+      target = { destinations: own.destinations, prefix: own.prefix, hostRewrite: operation.upstream.hostRewrite };
+    }
     items.push({
       kind: "entry",
       domain,
@@ -317,9 +339,9 @@ function addStage(api: GatewayApi, stage: GatewayStage, items: ApiItem[], diagno
         operation.path,
         context,
         operationSegments(operation.path),
-        destinations,
-        upstream.prefix,
-        stage.upstream.hostRewrite,
+        target.destinations,
+        target.prefix,
+        target.hostRewrite,
         routePolicies(api, stage.stage, operation, apiLevel),
       ),
     });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  HEADER_NAME_PATTERN,
   duration,
   headerName,
   headerValue,
@@ -98,6 +99,7 @@ const appAuth = z
     error: "at least one of signature or appCode must be enabled",
   });
 
+const QUERY_NAME = /^[^\s\u0000-\u001f\u007f&=#]+$/;
 const apiKeyAuth = z
   .strictObject({
     /** Alibaba-style: the header carrying the key. */
@@ -107,6 +109,12 @@ const apiKeyAuth = z
     in: z.enum(["header", "query"]).optional(),
   })
   .refine((p) => !(p.header && (p.key || p.in)), { error: "give either header, or key with in, not both" })
+  // The key names a request header (matched as one, and quoted in the WWW-Authenticate challenge)
+  // or a query parameter: a header token, or printable without whitespace.
+  .refine((p) => p.key === undefined || (p.in === "query" ? QUERY_NAME.test(p.key) : HEADER_NAME_PATTERN.test(p.key)), {
+    error: "must be a valid HTTP header name (or, with in: query, a query parameter name without whitespace or control characters)",
+    path: ["key"],
+  })
   .refine((p) => !p.in || p.key, { error: "in needs key (the header or query parameter name)", path: ["key"] });
 
 const subscriptionKeyAuth = z.strictObject({ header: headerName.optional() });

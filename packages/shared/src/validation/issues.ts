@@ -19,6 +19,12 @@ export function formatZodIssues(issues: readonly z.core.$ZodIssue[]): Issue[] {
       for (const key of issue.keys) out.push({ path: [...path, key], message: "unknown field" });
       continue;
     }
+    if (issue.code === "invalid_key") {
+      // A record key that fails its schema: say what is wrong with it, at the key's own path.
+      const inner = formatZodIssues(issue.issues)[0]?.message ?? "is not allowed";
+      out.push({ path, message: `invalid key: ${inner}` });
+      continue;
+    }
     if (issue.code === "invalid_union" && issue.errors.length > 0) {
       const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0]!;
       out.push(...formatZodIssues(best.map((i) => ({ ...i, path: [...issue.path, ...i.path] }))));

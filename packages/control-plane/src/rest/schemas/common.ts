@@ -21,20 +21,25 @@ export function isHttpUrl(value: string): boolean {
   } catch {
     return false;
   }
+  // Port 0 parses but names no port a gateway can connect to.
+  if (url.port !== "" && Number(url.port) === 0) return false;
   return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "" && !url.username && !url.password && !url.hash;
 }
 
 export const httpUrl = z
   .string()
   .max(2048, { error: "must be at most 2048 characters" })
-  .refine(isHttpUrl, { error: "must be an http or https URL with a host (no credentials or fragment)" })
+  .refine(isHttpUrl, { error: "must be an http or https URL with a host and a port from 1 to 65535 if given (no credentials or fragment)" })
   .meta({ format: "uri" });
 
 /** `expiresIn` as WSO2 writes it. */
 export const EXPIRY_UNITS = ["seconds", "minutes", "hours", "days", "weeks", "months"] as const;
 export const relativeDuration = z.strictObject({
   unit: z.enum(EXPIRY_UNITS),
-  duration: z.int({ error: "must be an integer" }).min(1).max(100_000),
+  duration: z
+    .int({ error: "must be an integer" })
+    .min(1, { error: "must be between 1 and 100000" })
+    .max(100_000, { error: "must be between 1 and 100000" }),
 });
 
 export function addRelative(from: Date, value: z.infer<typeof relativeDuration>): Date {

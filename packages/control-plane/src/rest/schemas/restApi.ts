@@ -1,5 +1,7 @@
 import { z } from "zod";
 import {
+  DEFAULT_MAIN_VHOST,
+  DEFAULT_SANDBOX_VHOST,
   DEPLOYMENT_STATES,
   HTTP_METHODS,
   duration,
@@ -61,12 +63,25 @@ const upstreamDefinitionSchema = z.object({
     .array(
       z.object({
         url: httpUrl,
-        weight: z.int({ error: "must be an integer" }).min(0).max(100).optional(),
+        weight: z
+          .int({ error: "must be an integer" })
+          .min(0, { error: "must be between 0 and 100 (a share of the traffic in percent)" })
+          .max(100, { error: "must be between 0 and 100 (a share of the traffic in percent)" })
+          .optional(),
       }),
     )
     .min(1, { error: "at least one upstream is required" })
     .max(64),
 });
+
+/**
+ * An operation's own upstream, per stage: overrides the API's `spec.upstream.main` / `.sandbox`
+ * for this operation (same shape: `url` or `ref`, optional hostRewrite). A stage it leaves out
+ * uses the API's upstream.
+ */
+const operationUpstreamSchema = z
+  .object({ main: upstreamSchema.optional(), sandbox: upstreamSchema.optional() })
+  .refine((u) => u.main !== undefined || u.sandbox !== undefined, { error: "give main, sandbox or both" });
 
 const operationSchema = z.object({
   method: z.enum(HTTP_METHODS),
@@ -78,6 +93,7 @@ const operationSchema = z.object({
       const problem = checkOperationPath(path);
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     }),
+  upstream: operationUpstreamSchema.optional(),
   policies: z.array(operationPolicySchema).max(50).optional(),
 });
 
@@ -131,10 +147,36 @@ export const restApiRequestSchema = z
         ctx.addIssue({ code: "custom", path: ["spec", "upstream", stage, "ref"], message: `no upstreamDefinition named '${ref}'` });
       }
     }
-    if (spec.vhosts?.sandbox && spec.vhosts.sandbox === spec.vhosts.main) {
+    spec.operations.forEach((operation, i) => {
+      for (const stage of ["main", "sandbox"] as const) {
+        const own = operation.upstream?.[stage];
+        if (!own) continue;
+        const path = ["spec", "operations", i, "upstream", stage];
+        if (stage === "sandbox" && !spec.upstream.sandbox) {
+          ctx.addIssue({ code: "custom", path, message: "the API has no sandbox stage (set spec.upstream.sandbox first)" });
+        }
+        if (own.ref !== undefined && !definitionNames.has(own.ref)) {
+          ctx.addIssue({ code: "custom", path: [...path, "ref"], message: `no upstreamDefinition named '${own.ref}'` });
+        }
+      }
+    });
+    // Both stages on one host would claim the same routes twice (host names are case-insensitive).
+    const mainHost = (spec.vhosts?.main ?? DEFAULT_MAIN_VHOST).toLowerCase();
+    const sandboxHost = (spec.vhosts?.sandbox ?? DEFAULT_SANDBOX_VHOST).toLowerCase();
+    if (spec.vhosts?.sandbox !== undefined && sandboxHost === mainHost) {
       ctx.addIssue({ code: "custom", path: ["spec", "vhosts", "sandbox"], message: "must differ from vhosts.main" });
+    } else if (spec.upstream.sandbox && sandboxHost === mainHost) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["spec", "vhosts", "main"],
+        message: `is the sandbox stage's default host '${DEFAULT_SANDBOX_VHOST}'; set vhosts.sandbox to another host`,
+      });
     }
     for (const [name, value] of Object.entries(spec.vhosts ?? {})) {
+      const port = typeof value === "string" ? /:(\d+)$/.exec(value)?.[1] : undefined;
+      if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+        ctx.addIssue({ code: "custom", path: ["spec", "vhosts", name], message: "the port must be from 1 to 65535" });
+      }
       if (typeof value === "string" && value.startsWith("*") && value.length > 1 && /[.-]\*(:\d+)?$/.test(value)) {
         ctx.addIssue({ code: "custom", path: ["spec", "vhosts", name], message: "may have a wildcard at the start or at the end, not both" });
       }
@@ -216,7 +258,14 @@ export const restApiResponseSchema = z.object({
     vhosts: z.object({ main: z.string(), sandbox: z.string().optional() }),
     subscriptionPlans: z.array(z.string()).optional(),
     policies: z.array(policyOutput).optional(),
-    operations: z.array(z.object({ method: z.string(), path: z.string(), policies: z.array(policyOutput).optional() })),
+    operations: z.array(
+      z.object({
+        method: z.string(),
+        path: z.string(),
+        upstream: z.record(z.string(), z.object({ url: z.string().optional(), ref: z.string().optional(), hostRewrite: z.string().optional() })).optional(),
+        policies: z.array(policyOutput).optional(),
+      }),
+    ),
     deploymentState: z.string().optional(),
   }),
   status: z.object({

@@ -105,7 +105,7 @@ export const subscriptionCreateSchema = z.object({
     .max(253, { error: "must be at most 253 characters" })
     .describe("The API's handle (metadata.name) or its internal id"),
   subscriptionToken: subscriptionToken.describe("Stored only as its SHA-256 hash; returned only in this response"),
-  applicationId: externalId.nullish(),
+  applicationId: externalId.nullish().describe("The id of an existing application (see /applications)"),
   subscriptionPlanId: uuid.nullish(),
   billingCustomerId: externalId.nullish(),
   billingSubscriptionId: externalId.nullish(),

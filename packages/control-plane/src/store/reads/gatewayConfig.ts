@@ -30,15 +30,23 @@ export interface GatewayApi {
 export interface GatewayStage {
   stage: Stage;
   vhost: string;
-  upstream: { url?: string; ref?: string; hostRewrite: "auto" | "manual" };
+  upstream: GatewayUpstream;
   /** API-level policies for this stage (inline, or from a plug-in bound for the stage). */
   policies: EffectivePolicy[];
   operations: GatewayOperation[];
 }
 
+export interface GatewayUpstream {
+  url?: string;
+  ref?: string;
+  hostRewrite: "auto" | "manual";
+}
+
 export interface GatewayOperation {
   method: HttpMethod;
   path: string;
+  /** The operation's own upstream in this stage (instead of the stage's), when it sets one. */
+  upstream?: GatewayUpstream;
   /** Policies set on this operation only (added to, or overriding, the API level ones). */
   policies: EffectivePolicy[];
 }
@@ -96,22 +104,28 @@ function toGatewayApi(row: ApiRow, bindings: PluginBindingRow[]): GatewayApi {
   const document = json<RestApiRequest>(row.document);
   const spec = document.spec;
   const apiInline = inlinePolicies(spec.policies, "api");
-  const operations = (): GatewayOperation[] =>
-    spec.operations.map((operation) => ({
-      method: operation.method,
-      path: operation.path,
-      policies: inlinePolicies(operation.policies, "operation"),
-    }));
-  const stage = (name: Stage, vhost: string, upstream: NonNullable<RestApiRequest["spec"]["upstream"]["main"]>): GatewayStage => ({
+  type Upstream = NonNullable<RestApiRequest["spec"]["upstream"]["main"]>;
+  const upstreamOf = (upstream: Upstream): GatewayUpstream => ({
+    ...(upstream.url !== undefined ? { url: upstream.url } : {}),
+    ...(upstream.ref !== undefined ? { ref: upstream.ref } : {}),
+    hostRewrite: upstream.hostRewrite ?? "auto",
+  });
+  const operations = (name: Stage): GatewayOperation[] =>
+    spec.operations.map((operation) => {
+      const own = operation.upstream?.[name === "RELEASE" ? "main" : "sandbox"];
+      return {
+        method: operation.method,
+        path: operation.path,
+        ...(own ? { upstream: upstreamOf(own) } : {}),
+        policies: inlinePolicies(operation.policies, "operation"),
+      };
+    });
+  const stage = (name: Stage, vhost: string, upstream: Upstream): GatewayStage => ({
     stage: name,
     vhost,
-    upstream: {
-      ...(upstream.url !== undefined ? { url: upstream.url } : {}),
-      ...(upstream.ref !== undefined ? { ref: upstream.ref } : {}),
-      hostRewrite: upstream.hostRewrite ?? "auto",
-    },
+    upstream: upstreamOf(upstream),
     policies: apiPoliciesForStage(apiInline, bindings.filter((b) => b.stage === name)),
-    operations: operations(),
+    operations: operations(name),
   });
   const stages = [stage("RELEASE", spec.vhosts?.main ?? DEFAULT_MAIN_VHOST, spec.upstream.main)];
   if (spec.upstream.sandbox) stages.push(stage("TEST", spec.vhosts?.sandbox ?? DEFAULT_SANDBOX_VHOST, spec.upstream.sandbox));

@@ -107,7 +107,8 @@ export function routeKeys(document: RestApiRequest): RouteKey[] {
   for (const [stage, vhost] of stages) {
     for (const operation of spec.operations) {
       const path = pathKey(base + (operation.path === "/" && base ? "" : operation.path)) || "/";
-      keys.push({ stage, vhost, method: operation.method, path_key: path });
+      // Host names are case-insensitive (the translator lower-cases them): claim them so.
+      keys.push({ stage, vhost: vhost.toLowerCase(), method: operation.method, path_key: path });
     }
   }
   return keys;

@@ -10,6 +10,7 @@ import {
 import type { RestApiRequest } from "../../rest/schemas/restApi";
 import type { ChangeRecorder } from "../changes";
 import { findApiByHandleOrId, type RestApiRow } from "./restApis";
+import { findApplication } from "./applications";
 import { findPlan } from "./subscriptionPlans";
 import { iso, json, uniqueViolation, type Db } from "./util";
 
@@ -102,6 +103,10 @@ export async function createSubscription(tx: Db, changes: ChangeRecorder, reques
   const api = await findApiByHandleOrId(tx, request.apiId);
   if (!api) throw ApiError.notFound(`RestAPI with handle '${request.apiId}' not found`);
   if (request.subscriptionPlanId) await checkPlan(tx, api, request.subscriptionPlanId);
+  const application = request.applicationId ? await findApplication(tx, request.applicationId) : undefined;
+  if (request.applicationId && !application) {
+    throw ApiError.validation([{ field: "applicationId", message: `application '${request.applicationId}' does not exist (give the id of an application)` }]);
+  }
   const tokenHash = sha256Hex(request.subscriptionToken);
   const conflict = () => ApiError.conflict(`A subscription with this token already exists for RestAPI '${api.handle}'`, "subscriptionToken");
   if (await tx("subscriptions").where({ api_id: api.id, token_hash: tokenHash }).first("id")) throw conflict();
@@ -111,7 +116,7 @@ export async function createSubscription(tx: Db, changes: ChangeRecorder, reques
     [row] = (await tx("subscriptions")
       .insert({
         api_id: api.id,
-        application_id: request.applicationId ?? null,
+        application_id: application?.id ?? null,
         token_hash: tokenHash,
         plan_id: request.subscriptionPlanId ? request.subscriptionPlanId.toLowerCase() : null,
         billing_customer_id: request.billingCustomerId ?? null,
