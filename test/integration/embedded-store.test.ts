@@ -8,7 +8,8 @@ import { openDatabase, type Database } from "../../packages/control-plane/src/st
  */
 describe("embedded store (PGlite)", () => {
   let db: Database;
-  before(async () => {
+  before(async function () {
+    this.timeout(120_000); // PGlite starts in seconds, more on a loaded machine
     db = await openDatabase({ dataDir: "memory://", logger: pino({ level: "silent" }) });
     await db.knex.raw("CREATE TABLE t (a int, n int NOT NULL DEFAULT 0)");
     await db.knex("t").insert([{ a: 1 }, { a: 2 }, { a: 2 }]);

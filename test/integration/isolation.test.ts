@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { restApiRequestSchema } from "../../packages/control-plane/src/rest/schemas/restApi";
+import type { RestApiRequest } from "../../packages/control-plane/src/rest/schemas/restApi";
 import { setAdmissionCheck, writeTransaction } from "../../packages/control-plane/src/store/changes";
 import { createApi, getApiOr404, updateApi } from "../../packages/control-plane/src/store/repositories/restApis";
 import { admissionCheck } from "../../packages/control-plane/src/pipeline/admission";
@@ -27,7 +27,8 @@ const BAD_BREAKER = { name: "circuit-breaker", version: "v1", params: { consecut
 /** Writes an API straight through the store with the admission check off, as an older writer would have. */
 async function writeUnchecked(body: unknown, update = false): Promise<void> {
   const knex = harness().database.knex;
-  const request = restApiRequestSchema.parse(body);
+  // Not parsed by the REST schema either: the edge refuses this value too, an older writer did not.
+  const request = body as RestApiRequest;
   setAdmissionCheck(knex, undefined);
   try {
     await writeTransaction(knex, async (tx, changes) =>
