@@ -90,10 +90,14 @@ describe("store faults (Postgres)", function () {
       expect(answer.status, JSON.stringify(answer.body)).to.equal(503);
       expect(isUnavailableAnswer(answer), JSON.stringify(answer.body)).to.equal(true);
     }
+    // A reload owed meanwhile (as after a reconnect) fails and is retried; /ready says so.
+    cp.pipeline.requestFull();
+    await waitFor("the pipeline's reload to fail", () => (cp.pipeline.health().failures > 0 ? true : undefined), 10_000);
     const ready = await fetch(cp.adminUrl + "/ready");
     expect(ready.status).to.equal(503);
     const checks = ((await ready.json()) as { checks: { name: string; ok: boolean }[] }).checks;
     expect(checks.find((c) => c.name === "database")?.ok).to.equal(false);
+    expect(checks.find((c) => c.name === "gateway configuration")?.ok).to.equal(false);
 
     // Another writer commits while this control plane cannot hear the notification.
     expect((await callAt(harness().managementUrl, "POST", "/rest-apis", faultApi("cut-other"))).status).to.equal(201);
@@ -102,6 +106,7 @@ describe("store faults (Postgres)", function () {
 
     await proxy.restore();
     await waitReady(cp.adminUrl);
+    expect(cp.pipeline.health().failures).to.equal(0);
     // The full resync after reconnecting brings the change made during the gap.
     await watcher.until("the change another writer made during the cut", (p) => p.has(faultApiPath("cut-other")));
     expect((await callAt(cp.managementUrl, "POST", "/rest-apis", faultApi("cut-after"))).status).to.equal(201);

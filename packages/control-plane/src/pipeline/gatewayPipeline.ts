@@ -42,7 +42,9 @@ export interface PipelineHealth {
  * the change feed), and, after a short coalescing window, translates and publishes a snapshot
  * for every gateway group that has connected (plus the default group). A configuration that
  * fails validation is never published: the last good snapshot stays, and the error is logged and
- * counted.
+ * counted. A reload that fails (the store unreachable) is retried as a full reload with capped
+ * backoff, logged once per outage; health() (the control plane's /ready) and the
+ * apigw_store_revision / apigw_published_revision metrics tell whether the gateways keep up.
  *
  * Cost of a change: the APIs are held as deep-frozen objects, and an API whose re-read is
  * identical keeps its object, so an unchanged API keeps its identity across rebuilds; the

@@ -39,14 +39,22 @@ async function openServer(url: string, logger: Logger): Promise<Database> {
   // pooled client (it marks the client disposed and never hands it out again), so a server going
   // away while clients sit idle in the pool does not crash the process.
   const client = { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true };
+  const listeners: PgListener[] = [];
   const knex = knexPkg.knex({
     client: "pg",
     connection: { connectionString: url, ...client },
-    pool: { min: 0, max: 10 },
+    pool: {
+      min: 0,
+      max: 10,
+      // A new pooled connection after an outage: the change listeners need not wait out their backoff.
+      afterCreate(connection: unknown, done: (error: Error | null, connection: unknown) => void) {
+        for (const listener of listeners) listener.wake();
+        done(null, connection);
+      },
+    },
     acquireConnectionTimeout: CONNECT_TIMEOUT_MS,
     log: knexLog(logger),
   });
-  const listeners: { close(): Promise<void> }[] = [];
   return {
     knex,
     kind: "postgres",

@@ -31,6 +31,7 @@ export class PgListener {
   private closed = false;
   private reconnecting = false;
   private attempt = 0;
+  private wakeUp?: () => void;
 
   constructor(
     private readonly url: string,
@@ -91,7 +92,15 @@ export class PgListener {
     try {
       while (!this.closed) {
         const delay = retryDelay(this.attempt++, this.options.retryInitialMs ?? 100, this.options.retryMaxMs ?? 5000);
-        await new Promise((r) => setTimeout(r, delay).unref());
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, delay);
+          timer.unref();
+          this.wakeUp = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        this.wakeUp = undefined;
         if (this.closed) return;
         try {
           await this.connect();
@@ -110,8 +119,18 @@ export class PgListener {
     }
   }
 
+  /**
+   * The server answers again (another connection to it just succeeded): try now rather than at
+   * the end of the backoff, so that the consumer's reload, and the changes made meanwhile, are
+   * not held back by a wait chosen while the server was down.
+   */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.wake();
     const client = this.client;
     this.client = undefined;
     // Its error listener stays (see the class comment); end() on a dead client just resolves.

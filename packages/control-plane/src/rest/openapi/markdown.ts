@@ -12,6 +12,9 @@ export function renderMarkdown(doc: any): string {
     "",
     "Every error has the shape `{\"status\":\"error\",\"message\":\"...\",\"errors\":[{\"field\":\"...\",\"message\":\"...\"}]}`",
     "(`errors` on validation failures, listing every failing field; `requestId` on a 500).",
+    "While the store (Postgres) cannot be reached, any request that needs it answers `503` with",
+    "`Retry-After`: the write was not applied, or (the connection lost at COMMIT) its outcome is",
+    "unknown; retrying is safe, every write being one transaction.",
     "",
   ];
   const byTag = new Map<string, string[]>();
