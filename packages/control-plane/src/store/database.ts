@@ -1,8 +1,7 @@
-import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
 import knexPkg, { type Knex } from "knex";
 import pg from "pg";
 import type { Logger } from "../observability/logger";
+import { openEmbedded } from "./embedded";
 
 // Revisions and counts are bigint in Postgres; they stay far below 2^53, so read them as numbers.
 pg.types.setTypeParser(20, (value) => Number(value));
@@ -114,38 +113,4 @@ class PgListener {
       await client.end().catch(() => undefined);
     }
   }
-}
-
-async function openEmbedded(dataDir: string, logger: Logger): Promise<Database> {
-  const [{ PGlite }, { default: ClientPgLite }] = await Promise.all([
-    import("@electric-sql/pglite"),
-    import("knex-pglite"),
-  ]);
-  let pglite: InstanceType<typeof PGlite>;
-  if (dataDir === "memory://") {
-    pglite = new PGlite("memory://");
-  } else {
-    const path = resolve(dataDir, "pg");
-    mkdirSync(path, { recursive: true });
-    pglite = new PGlite(path);
-  }
-  await pglite.waitReady;
-  logger.info({ dataDir }, "using embedded Postgres (PGlite); set DATABASE_URL to use a Postgres server");
-  const knex = knexPkg.knex({
-    client: ClientPgLite as unknown as typeof knexPkg.Client,
-    dialect: "postgres",
-    connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
-  });
-  return {
-    knex,
-    kind: "embedded",
-    async listen(channel, handler) {
-      const unsubscribe = await pglite.listen(channel, handler);
-      return async () => unsubscribe();
-    },
-    async close() {
-      await knex.destroy();
-      await pglite.close().catch(() => undefined);
-    },
-  };
 }
