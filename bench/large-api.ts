@@ -24,29 +24,13 @@ import { migrateToLatest } from "../packages/control-plane/src/store/migrate";
 import { createApi } from "../packages/control-plane/src/store/repositories/restApis";
 import type { RestApiRequest } from "../packages/control-plane/src/rest/schemas/restApi";
 import { createLogger } from "../packages/control-plane/src/observability/logger";
+import { apiWithOperations } from "../test/support/fixtures";
 
 const sizes = (process.env.BENCH_OPERATIONS ?? "1000,2000,5000").split(",").map(Number);
 const storeSizes = (process.env.BENCH_STORE_OPERATIONS ?? "2000,5000,10000").split(",").map(Number);
 const url = process.env.BENCH_DATABASE_URL;
 const ADMIN = { user: "admin", password: "bench-admin-secret" };
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-
-/** A RestAPI whose operations are all distinct (four methods on N/4 resources). */
-export function apiWithOperations(name: string, operations: number) {
-  const methods = ["GET", "POST", "PUT", "DELETE"];
-  return {
-    apiVersion: "gateway.api-platform.wso2.com/v1alpha1",
-    kind: "RestApi",
-    metadata: { name },
-    spec: {
-      displayName: name,
-      version: "v1",
-      context: `/${name}/$version`,
-      upstream: { main: { url: "http://127.0.0.1:9/" } },
-      operations: Array.from({ length: operations }, (_, i) => ({ method: methods[i % 4], path: `/res${Math.floor(i / 4)}/{id}` })),
-    },
-  };
-}
 
 async function send(cp: ControlPlane, method: string, path: string, body?: unknown): Promise<number> {
   const { status } = await sendFor(cp, method, path, body);
