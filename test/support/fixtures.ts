@@ -46,3 +46,20 @@ export function otherApi(name = "petstore-v1", spec: Record<string, unknown> = {
     ...spec,
   });
 }
+
+/** A RestAPI whose operations are all distinct (four methods on N/4 resources). */
+export function apiWithOperations(name: string, operations: number) {
+  const methods = ["GET", "POST", "PUT", "DELETE"];
+  return {
+    apiVersion: "gateway.api-platform.wso2.com/v1alpha1",
+    kind: "RestApi",
+    metadata: { name },
+    spec: {
+      displayName: name,
+      version: "v1",
+      context: `/${name}/$version`,
+      upstream: { main: { url: "http://127.0.0.1:9/" } },
+      operations: Array.from({ length: operations }, (_, i) => ({ method: methods[i % 4], path: `/res${Math.floor(i / 4)}/{id}` })),
+    },
+  };
+}

@@ -1,8 +1,7 @@
-import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
 import knexPkg, { type Knex } from "knex";
 import pg from "pg";
 import type { Logger } from "../observability/logger";
+import { openEmbedded } from "./embedded";
 import { PgListener, type NotificationHandler } from "./pgListener";
 
 // Revisions and counts are bigint in Postgres; they stay far below 2^53, so read them as numbers.
@@ -81,56 +80,5 @@ function knexLog(logger: Logger): Knex.Logger {
     error: (message) => logger.error({ component: "knex" }, text(message)),
     debug: (message) => logger.debug({ component: "knex" }, text(message)),
     deprecate: (method, alternative) => logger.warn({ component: "knex" }, `${method} is deprecated; use ${alternative}`),
-  };
-}
-
-async function openEmbedded(dataDir: string, logger: Logger): Promise<Database> {
-  const [{ PGlite }, { default: ClientPgLite }] = await Promise.all([
-    import("@electric-sql/pglite"),
-    import("knex-pglite"),
-  ]);
-  let pglite: InstanceType<typeof PGlite>;
-  if (dataDir === "memory://") {
-    pglite = new PGlite("memory://");
-  } else {
-    const path = resolve(dataDir, "pg");
-    mkdirSync(path, { recursive: true });
-    pglite = new PGlite(path);
-  }
-  await pglite.waitReady;
-  logger.info({ dataDir }, "using embedded Postgres (PGlite); set DATABASE_URL to use a Postgres server");
-  const knex = knexPkg.knex({
-    client: rowCountsFixed(ClientPgLite as unknown as ResponseProcessor) as unknown as typeof knexPkg.Client,
-    dialect: "postgres",
-    connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
-  });
-  return {
-    knex,
-    kind: "embedded",
-    async listen(channel, handler) {
-      const unsubscribe = await pglite.listen(channel, handler);
-      return async () => unsubscribe();
-    },
-    async close() {
-      await knex.destroy();
-      await pglite.close().catch(() => undefined);
-    },
-  };
-}
-
-/**
- * knex-pglite labels each response with knex's method name upper-cased as the SQL command, and
- * knex's Postgres dialect returns the row count only for "UPDATE" and "DELETE"; knex names its
- * delete method "del" (and increments "counter"), so on the embedded store `await q.delete()`
- * resolved to the raw response object instead of the number of rows deleted: every "did it
- * delete anything" check passed. Here those methods are named by their SQL command.
- */
-type ResponseProcessor = new (...args: any[]) => { processResponse(obj: any, runner: unknown): unknown };
-function rowCountsFixed(Base: ResponseProcessor): ResponseProcessor {
-  return class extends Base {
-    override processResponse(obj: any, runner: unknown): unknown {
-      if (obj && (obj.method === "del" || obj.method === "counter")) obj = { ...obj, method: obj.method === "del" ? "delete" : "update" };
-      return super.processResponse(obj, runner);
-    }
   };
 }

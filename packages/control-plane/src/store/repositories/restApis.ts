@@ -118,13 +118,25 @@ async function claimRoutes(tx: Db, apiId: string, document: RestApiRequest): Pro
   await tx("api_routes").where({ api_id: apiId }).delete();
   const keys = routeKeys(document);
   if (keys.length === 0) return;
+  // The keys travel as four arrays whatever the API's size (a WSO2 API may have 1,000 operations,
+  // twice that with a sandbox). A `(vhost, method, path_key) IN ((…), (…), …)` list grows one
+  // expression node per key: from about 270 keys its analysis overflows the embedded Postgres's
+  // stack (PGlite runs on Node's), which leaves that database unusable; one bind parameter per
+  // column value would also meet the protocol's limit of 65,535 beyond about 6,500 operations.
+  const columns = {
+    stage: keys.map((k) => k.stage),
+    vhost: keys.map((k) => k.vhost),
+    method: keys.map((k) => k.method),
+    path_key: keys.map((k) => k.path_key),
+  };
   // Writers hold the store's write lock, so this check cannot race with another claim.
   const taken = await tx("api_routes as r")
     .join("rest_apis as a", "a.id", "r.api_id")
-    .whereIn(
-      ["r.vhost", "r.method", "r.path_key"],
-      keys.map((k) => [k.vhost, k.method, k.path_key]),
-    )
+    .whereRaw("(r.vhost, r.method, r.path_key) IN (SELECT * FROM unnest(?::text[], ?::text[], ?::text[]))", [
+      columns.vhost,
+      columns.method,
+      columns.path_key,
+    ])
     .select("r.vhost", "r.method", "r.path_key", "a.handle")
     .limit(5);
   if (taken.length > 0) {
@@ -138,7 +150,11 @@ async function claimRoutes(tx: Db, apiId: string, document: RestApiRequest): Pro
       })),
     );
   }
-  await tx("api_routes").insert(keys.map((k) => ({ ...k, api_id: apiId })));
+  await tx.raw(
+    `INSERT INTO api_routes (api_id, stage, vhost, method, path_key)
+     SELECT ?::uuid, k.* FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS k`,
+    [apiId, columns.stage, columns.vhost, columns.method, columns.path_key],
+  );
 }
 
 function conflictFromUnique(error: unknown, document: RestApiRequest): never {
