@@ -5,8 +5,10 @@ import type { AllowDecision, CheckInput, Decision } from "./check";
  * The hot path's protobuf codec: CheckRequest bytes straight to a CheckInput, and a Decision
  * straight to CheckResponse bytes, without building generic @bufbuild/protobuf messages (which
  * cost more than the whole decision on a busy server). The generic path in protocol.ts
- * (`decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`) stays the
- * reference: both give the same CheckInput and the same bytes.
+ * (`decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`) gives the
+ * same CheckInput and a response of the same meaning. Both are held to Envoy's meaning
+ * (test/unit/ext-authz-wire.test.ts): requests built with Envoy's descriptors, responses decoded
+ * with them into proto3 JSON and compared with the documented shape.
  *
  * Reading is strict about everything it reads and structural about everything else:
  * - every tag, length and varint is checked (a tag is at most 5 bytes, field number > 0, wire type
@@ -450,7 +452,7 @@ export const RESPONSE_LAYOUT: Record<string, Record<string, number>> = {
   "envoy.config.core.v3.HeaderValueOption": { header: 1, append_action: 3 },
   "envoy.config.core.v3.HeaderValue": { key: 1, value: 2 },
   "google.protobuf.Struct": { fields: 1 },
-  "google.protobuf.Value": { string_value: 3, struct_value: 5 },
+  "google.protobuf.Value": { string_value: 3 },
 };
 
 // google.rpc.Code values used in CheckResponse.status.
@@ -593,18 +595,13 @@ function writeStringList(w: Writer, field: number, values: readonly string[]): v
 }
 
 /**
- * dynamic_metadata, as `checkResponseOf` builds it: @bufbuild/protobuf takes a Struct field's
- * value as a JSON object, so `{ fields: { credential: { kind: { case: "stringValue", value } } } }`
- * is encoded as that JSON, with nested Structs (see the note in protocol.ts; the test client reads
- * it back the same way). Kept byte for byte:
+ * dynamic_metadata: a google.protobuf.Struct of string Values, `{"credential": "API_KEY",
+ * "request_id": "…", "consumer": "…", "app_id": "…", "degraded": "true"}` in its JSON form (what
+ * Envoy's access logs read as `%DYNAMIC_METADATA(envoy.filters.http.ext_authz:credential)%`):
  *
- *   Struct { "fields": Value { struct_value: Struct {
- *     <name>: Value { struct_value: Struct { "kind": Value { struct_value: Struct {
- *       "case": Value { string_value: "stringValue" },
- *       "value": Value { string_value: <value> } } } } } }, ... } } }
+ *   Struct { fields (1, map<string, Value>): entry { key (1): <name>, value (2): Value { string_value (3): <value> } } ... }
  *
- * (Struct.fields = 1 is a map<string, Value>: entries { key = 1, value = 2 }; Value.string_value
- * = 3, Value.struct_value = 5.) Everything but the names and values is constant.
+ * string_value is a oneof member, so it is written even when empty.
  */
 function metadataOf(decision: AllowDecision): string[] {
   const entries = ["credential", decision.identity.credential, "request_id", decision.requestId];
@@ -614,82 +611,28 @@ function metadataOf(decision: AllowDecision): string[] {
   return entries;
 }
 
-/** Struct entry "case": Value { string_value: "stringValue" }, as written inside the "kind" Struct (with its tag). */
-const CASE_ENTRY = Buffer.from("0a150a046361736512" + "0d1a0b" + Buffer.from("stringValue").toString("hex"), "hex");
-
-/*
- * Sizes of the nested messages of one metadata entry, innermost first (see the layout above):
- *   value       = Value { string_value }                  fieldSize(valueSize)
- *   valueEntry  = { key "value", value }                   7 + fieldSize(value)
- *   kindStruct  = Struct { CASE_ENTRY, valueEntry }        CASE_ENTRY.length + fieldSize(valueEntry)
- *   kindValue   = Value { struct_value: kindStruct }       fieldSize(kindStruct)
- *   kindEntry   = { key "kind", kindValue }                6 + fieldSize(kindValue)
- *   entryStruct = Struct { kindEntry }                     fieldSize(kindEntry)
- *   entryValue  = Value { struct_value: entryStruct }      fieldSize(entryStruct)
- *   entry       = { key <name>, entryValue }               fieldSize(nameSize) + fieldSize(entryValue)
- */
-function metadataKindStructSize(valueSize: number): number {
-  return CASE_ENTRY.length + fieldSize(7 + fieldSize(fieldSize(valueSize)));
+/** Size of one map entry { key, Value { string_value } } (without its own tag and length). */
+function metadataEntrySize(nameSize: number, valueSize: number): number {
+  return fieldSize(nameSize) + fieldSize(fieldSize(valueSize));
 }
 
-function metadataEntryValueSize(valueSize: number): number {
-  return fieldSize(fieldSize(6 + fieldSize(fieldSize(metadataKindStructSize(valueSize)))));
-}
-
-/** Size of the "fields" Value's Struct (the entries), measuring names and values. */
+/** Size of the dynamic_metadata Struct, measuring names and values. */
 function measureMetadata(w: Writer, entries: string[]): number {
-  let fields = 0;
-  for (let i = 0; i < entries.length; i += 2) {
-    const nameSize = w.measure(entries[i]!);
-    const valueSize = w.measure(entries[i + 1]!);
-    fields += fieldSize(fieldSize(nameSize) + fieldSize(metadataEntryValueSize(valueSize)));
-  }
-  return fields;
+  let size = 0;
+  for (let i = 0; i < entries.length; i += 2) size += fieldSize(metadataEntrySize(w.measure(entries[i]!), w.measure(entries[i + 1]!)));
+  return size;
 }
 
-/** Size of the dynamic_metadata Struct around entries of `fields` bytes. */
-function metadataStructSize(fields: number): number {
-  return fieldSize(8 + fieldSize(fieldSize(fields))); // { key "fields" (8 bytes with tag), value }
-}
-
-function writeMetadata(w: Writer, entries: string[], fields: number): void {
-  const fieldsValue = fieldSize(fields);
-  w.open(1, 8 + fieldSize(fieldsValue));
-  w.open(1, 6);
-  w.raw(FIELDS);
-  w.open(2, fieldsValue);
-  w.open(5, fields);
+function writeMetadata(w: Writer, entries: string[]): void {
   for (let i = 0; i < entries.length; i += 2) {
     const nameSize = w.peek();
     const valueSize = w.peek(1);
-    const value = fieldSize(valueSize);
-    const valueEntry = 7 + fieldSize(value);
-    const kindStruct = CASE_ENTRY.length + fieldSize(valueEntry);
-    const kindValue = fieldSize(kindStruct);
-    const kindEntry = 6 + fieldSize(kindValue);
-    const entryStruct = fieldSize(kindEntry);
-    const entryValue = fieldSize(entryStruct);
-    w.open(1, fieldSize(nameSize) + fieldSize(entryValue));
+    w.open(1, metadataEntrySize(nameSize, valueSize));
     w.stringField(1, entries[i]!);
-    w.open(2, entryValue);
-    w.open(5, entryStruct);
-    w.open(1, kindEntry);
-    w.open(1, 4);
-    w.raw(KIND);
-    w.open(2, kindValue);
-    w.open(5, kindStruct);
-    w.raw(CASE_ENTRY);
-    w.open(1, valueEntry);
-    w.open(1, 5);
-    w.raw(VALUE);
-    w.open(2, value);
+    w.open(2, fieldSize(valueSize));
     w.stringField(3, entries[i + 1]!);
   }
 }
-
-const FIELDS = Buffer.from("fields");
-const KIND = Buffer.from("kind");
-const VALUE = Buffer.from("value");
 
 /**
  * The CheckResponse bytes for a decision (the same bytes as encodeCheckResponse(checkResponseOf(decision))),
@@ -705,8 +648,7 @@ export function writeCheckResponse(decision: Decision, reserve = 0): Buffer {
       measureHeaderOptions(w, decision.responseHeaders) +
       measureStringList(w, decision.removeQueryParameters);
     const metadata = metadataOf(decision);
-    const fields = measureMetadata(w, metadata);
-    const metadataSize = metadataStructSize(fields);
+    const metadataSize = measureMetadata(w, metadata);
     w.allocate(2 + fieldSize(okSize) + fieldSize(metadataSize), reserve);
     w.open(1, 0); // status {} (code OK)
     w.open(3, okSize);
@@ -715,7 +657,7 @@ export function writeCheckResponse(decision: Decision, reserve = 0): Buffer {
     writeHeaderOptions(w, 6, decision.responseHeaders);
     writeStringList(w, 8, decision.removeQueryParameters);
     w.open(4, metadataSize);
-    writeMetadata(w, metadata, fields);
+    writeMetadata(w, metadata);
     return w.finish();
   }
   const code = grpcCodeFor(decision.status);
