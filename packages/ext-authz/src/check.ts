@@ -76,6 +76,12 @@ export interface CheckInput {
   sourceAddress?: string;
   /** The route's context extensions (api_id, stage, operation). */
   contextExtensions: Readonly<Record<string, string>>;
+  /**
+   * Set when the client's bytes were not valid UTF-8 (wire.ts decodes them with U+FFFD): in a
+   * header name or value (`header`) or the path (`path`), which are refused with 400; in a text
+   * `body` (`body`), then given as bytes.
+   */
+  invalidUtf8?: "header" | "path" | "body";
 }
 
 export type CredentialType = "API_KEY" | "SUBSCRIPTION" | "SIGNATURE" | "APPCODE" | "NONE";
@@ -528,6 +534,8 @@ export function createChecker(deps: CheckerDeps): Checker {
     if (headerCount > MAX_HEADER_COUNT || headerBytes > MAX_HEADER_BYTES) return deny(requestId, "headersTooLarge", "NONE");
     if (typeof input.path !== "string" || input.path.length > MAX_PATH_LENGTH) return deny(requestId, "uriTooLong", "NONE");
     if (!input.path.startsWith("/")) return deny(requestId, "invalidUri", "NONE", { message: "Invalid Request Uri: the path must start with /" });
+    if (input.invalidUtf8 === "path") return deny(requestId, "invalidUri", "NONE", { message: "Invalid Request Uri: not valid UTF-8" });
+    if (input.invalidUtf8 === "header") return deny(requestId, "invalidHeader", "NONE");
 
     const apiId = input.contextExtensions[CONTEXT_EXTENSIONS.apiId];
     const stage = input.contextExtensions[CONTEXT_EXTENSIONS.stage];

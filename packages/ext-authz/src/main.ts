@@ -62,6 +62,8 @@ try {
       failOpen: config.FAIL_OPEN,
       trustForwardedFor: config.TRUST_FORWARDED_FOR,
       secretCacheMs: config.SECRET_CACHE_MS,
+      firstRequestTimeoutMs: config.EXT_AUTHZ_FIRST_REQUEST_TIMEOUT_MS,
+      idleTimeoutMs: config.EXT_AUTHZ_IDLE_TIMEOUT_MS,
     },
   });
   const admin = createExtAuthzAdminServer(registry, () => store.ping());

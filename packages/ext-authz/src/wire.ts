@@ -15,7 +15,12 @@ import type { AllowDecision, CheckInput, Decision } from "./check";
  *   0-5; a length never runs past the enclosing message; groups are matched, 100 levels at most);
  * - a field that is read must have its declared wire type (length-delimited), and a string must be
  *   valid UTF-8 (proto3 `string`, as the generic decoder checks it): anything else throws, which
- *   grpc-js turns into a gRPC error for that call only;
+ *   the server turns into a gRPC error for that call only;
+ * - except where the bytes are the client's, not Envoy's: header names and values (`headers`,
+ *   `header_map`), `path` and `host` that are not valid UTF-8 (HTTP allows any octet there, and
+ *   Envoy forwards them as they came) are decoded with U+FFFD and flagged (`invalidUtf8`), so
+ *   that the check answers the client with a 400 instead of failing the call; a `body` that is not
+ *   valid UTF-8 is taken as bytes, as `raw_body` is;
  * - fields the check does not use (destination, TLS session, metadata, request time, id, scheme,
  *   protocol, size, ...) are skipped after checking their framing only, without decoding them;
  * - protobuf merge semantics are kept: a repeated singular message merges into the earlier one, a
@@ -54,7 +59,7 @@ const utf8Write: (buf: Buffer, text: string, offset: number, length: number) => 
   typeof direct.utf8Write === "function"
     ? (buf, text, offset, length) => (buf as unknown as DirectBuffer).utf8Write(text, offset, length)
     : (buf, text, offset, length) => buf.write(text, offset, length, "utf8");
-const lenient = new TextDecoder("utf-8");
+const lenientUtf8 = new TextDecoder("utf-8");
 
 /*
  * The shapes of the messages read: every field of each message, with its kind. A field not in a
@@ -106,7 +111,8 @@ class Accumulated {
   method = "";
   path = "";
   host = "";
-  body = "";
+  /** `body`: text, or its bytes when they are not valid UTF-8. */
+  body: string | Buffer = "";
   rawBody: Buffer | undefined = undefined;
   headers: Record<string, string> = Object.create(null);
   headersLowerCase = true;
@@ -115,7 +121,19 @@ class Accumulated {
   addressCase = 0;
   sourceAddress = "";
   contextExtensions: Record<string, string> = Object.create(null);
+  /** Client bytes that are not valid UTF-8 were seen in the path, in headers (or host). */
+  invalidPath = false;
+  invalidHeader = false;
+  /** A `body` that was not valid UTF-8 was seen (even if a later one, or raw_body, is what is used). */
+  bodyInvalid = false;
+  flag(where: "header" | "path"): void {
+    if (where === "path") this.invalidPath = true;
+    else this.invalidHeader = true;
+  }
 }
+
+/** Where a CheckRequest carried client bytes that are not valid UTF-8 (see CheckInput.invalidUtf8). */
+export type InvalidUtf8 = "header" | "path" | "body";
 
 class Reader {
   pos = 0;
@@ -223,8 +241,11 @@ class Reader {
     return this.pos + length;
   }
 
-  /** A proto3 string: length-delimited, valid UTF-8. */
-  string(tag: number, end: number): string {
+  /** Set when a string read with `lenient` was not valid UTF-8 (then decoded with U+FFFD). */
+  sawInvalid = false;
+
+  /** A proto3 string: length-delimited, valid UTF-8 (or, `lenient`, decoded with U+FFFD and `sawInvalid` set). */
+  string(tag: number, end: number, lenient = false): string {
     const stop = this.enter(tag, end);
     const buf = this.buf;
     const start = this.pos;
@@ -232,8 +253,25 @@ class Reader {
     let i = start;
     while (i < stop && buf[i]! < 0x80) i++;
     if (i === stop) return latin1Slice(buf, start, stop);
-    if (!isUtf8(buf.subarray(start, stop))) this.fail(`field ${tag >>> 3} is not valid UTF-8`);
+    if (!isUtf8(buf.subarray(start, stop))) {
+      if (!lenient) this.fail(`field ${tag >>> 3} is not valid UTF-8`);
+      this.sawInvalid = true;
+      return lenientUtf8.decode(buf.subarray(start, stop));
+    }
     return utf8Slice(buf, start, stop);
+  }
+
+  /** A proto3 string as text when it is valid UTF-8, else its bytes. */
+  textOrBytes(tag: number, end: number): string | Buffer {
+    const stop = this.enter(tag, end);
+    const start = this.pos;
+    this.pos = stop;
+    const bytes = this.buf.subarray(start, stop);
+    let i = start;
+    while (i < stop && this.buf[i]! < 0x80) i++;
+    if (i === stop) return latin1Slice(this.buf, start, stop);
+    if (isUtf8(bytes)) return utf8Slice(this.buf, start, stop);
+    return bytes;
   }
 
   bytes(tag: number, end: number): Buffer {
@@ -248,14 +286,14 @@ class Reader {
   entryValue = "";
 
   /** A map<string, string> entry into entryKey and entryValue (a missing key or value is ""). */
-  stringEntry(tag: number, end: number): void {
+  stringEntry(tag: number, end: number, lenient = false): void {
     const stop = this.enter(tag, end);
     let key = "";
     let value = "";
     while (this.pos < stop) {
       const inner = this.tag(stop);
-      if (inner === ((1 << 3) | 2)) key = this.string(inner, stop);
-      else if (inner === ((2 << 3) | 2)) value = this.string(inner, stop);
+      if (inner === ((1 << 3) | 2)) key = this.string(inner, stop, lenient);
+      else if (inner === ((2 << 3) | 2)) value = this.string(inner, stop, lenient);
       else if (inner >>> 3 === 1 || inner >>> 3 === 2) this.string(inner, stop); // wrong wire type: fails
       else this.skip(inner, stop);
     }
@@ -341,20 +379,27 @@ function readHttp(r: Reader, acc: Accumulated, end: number): void {
         acc.method = r.string(tag, end);
         break;
       case (3 << 3) | 2: {
-        r.stringEntry(tag, end);
+        r.sawInvalid = false;
+        r.stringEntry(tag, end, true);
+        if (r.sawInvalid) acc.flag("header");
         const key = r.entryKey;
         if (acc.headersLowerCase && !isLowerCase(key)) acc.headersLowerCase = false;
         acc.headers[key] = r.entryValue;
         break;
       }
       case (4 << 3) | 2:
-        acc.path = r.string(tag, end);
+        r.sawInvalid = false;
+        acc.path = r.string(tag, end, true);
+        if (r.sawInvalid) acc.flag("path");
         break;
       case (5 << 3) | 2:
-        acc.host = r.string(tag, end);
+        r.sawInvalid = false;
+        acc.host = r.string(tag, end, true);
+        if (r.sawInvalid) acc.flag("header"); // the :authority header
         break;
       case (11 << 3) | 2:
-        acc.body = r.string(tag, end);
+        acc.body = r.textOrBytes(tag, end);
+        if (typeof acc.body !== "string") acc.bodyInvalid = true;
         break;
       case (12 << 3) | 2:
         acc.rawBody = r.bytes(tag, end);
@@ -376,10 +421,12 @@ function readHeaderMap(r: Reader, acc: Accumulated, end: number): void {
       const entry: HeaderValueEntry = { key: "", value: "", rawValue: undefined };
       while (r.pos < stop) {
         const inner = r.tag(stop);
-        if (inner === ((1 << 3) | 2)) entry.key = r.string(inner, stop);
-        else if (inner === ((2 << 3) | 2)) entry.value = r.string(inner, stop);
+        r.sawInvalid = false;
+        if (inner === ((1 << 3) | 2)) entry.key = r.string(inner, stop, true);
+        else if (inner === ((2 << 3) | 2)) entry.value = r.string(inner, stop, true);
         else if (inner === ((3 << 3) | 2)) entry.rawValue = r.bytes(inner, stop);
         else r.other(inner, stop, HEADER_VALUE);
+        if (r.sawInvalid) acc.flag("header");
       }
       (acc.headerMap ??= []).push(entry);
     } else r.other(tag, end, HEADER_MAP);
@@ -399,7 +446,7 @@ function lowerCased(acc: Accumulated): Record<string, string> {
   if (acc.headerMap && acc.headerMap.length > 0 && !hasAny(headers)) {
     for (const entry of acc.headerMap) {
       const lower = entry.key.toLowerCase();
-      const value = entry.value || (entry.rawValue && entry.rawValue.length > 0 ? lenient.decode(entry.rawValue) : "");
+      const value = entry.value || (entry.rawValue && entry.rawValue.length > 0 ? lenientUtf8.decode(entry.rawValue) : "");
       headers[lower] = lower in headers ? `${headers[lower]},${value}` : value;
     }
   }
@@ -428,8 +475,10 @@ export function readCheckInput(bytes: Uint8Array): CheckInput {
   readCheckRequestInto(new Reader(buf), acc);
   let body: Uint8Array | string | undefined;
   if (acc.rawBody && acc.rawBody.length > 0) body = acc.rawBody;
-  else if (acc.body) body = acc.body;
+  else if (acc.body.length > 0) body = acc.body;
+  const invalidUtf8: InvalidUtf8 | undefined = acc.invalidPath ? "path" : acc.invalidHeader ? "header" : acc.bodyInvalid ? "body" : undefined;
   return {
+    ...(invalidUtf8 ? { invalidUtf8 } : {}),
     method: acc.method,
     path: acc.path || acc.headers[":path"] || "",
     host: acc.host,
