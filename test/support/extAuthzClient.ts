@@ -225,6 +225,14 @@ export async function writeScope(store: CredentialStore, masterKey: string, conf
     if (entry.appCode) fields[scopeField.appCode(sha256Hex(entry.appCode))] = JSON.stringify(entry.app);
   }
   await store.replaceScope({ apiId: config.apiId, stage: config.stage }, fields);
+  await markProjectionComplete(store);
+}
+
+/** What a completed full projection leaves in the store (the marker ext_authz and /ready look for). */
+export async function markProjectionComplete(store: CredentialStore): Promise<void> {
+  const token = `test-${Math.random().toString(36).slice(2)}`;
+  await store.beginProjection(token);
+  await store.completeProjection(token, JSON.stringify({ revision: 0, completedAt: new Date().toISOString() }));
 }
 
 /** The official Node.js signing client (CommonJS, untyped). */

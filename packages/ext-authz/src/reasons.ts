@@ -64,6 +64,7 @@ export const REASONS = {
 
   // The service itself.
   storeUnavailable: reason(503, "S503SU", "Authorization Service Unavailable: credential store unreachable"),
+  projectionIncomplete: reason(503, "S503PI", "Authorization Service Unavailable: credentials are being restored"),
   secretUnusable: reason(500, "S500SK", "Internal Error: the AppSecret cannot be decrypted"),
   internalError: reason(500, "S500IE", "Internal Error"),
 } as const satisfies Record<string, DenialReason>;
