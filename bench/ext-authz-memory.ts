@@ -71,7 +71,8 @@ function signedHeaders(): Record<string, string> {
   return headers;
 }
 
-const SIGNED_SHARE = Number(process.env.MEMORY_SIGNED_SHARE ?? 0.15);
+/** Share of signed requests (0 to 0.15): each leaves a nonce for 15 minutes. */
+const SIGNED_SHARE = Math.min(0.15, Number(process.env.MEMORY_SIGNED_SHARE ?? 0.15));
 let kind = "";
 
 /** One fuzzed CheckRequest (protobuf bytes); `kind` names what it is. */
@@ -79,8 +80,9 @@ function fuzzed(): Buffer {
   const ctx = { api_id: rnd() < 0.05 ? `api-${int(5000)}` : API, stage: rnd() < 0.02 ? "PRE" : "RELEASE" };
   const r = rnd();
   let request: SimpleCheckRequest;
-  kind = r < 0.35 - SIGNED_SHARE ? "key" : r < 0.35 ? "unknown key" : r < 0.5 ? "signed" : r < 0.7 ? "headers" : r < 0.85 ? "body" : "malformed";
-  if (r < 0.35 - SIGNED_SHARE) request = { path: "/books", headers: { "api-key": API_KEY }, contextExtensions: ctx };
+  const signed = r >= 0.35 && r < 0.5 && rnd() < SIGNED_SHARE / 0.15;
+  kind = r < 0.25 || (r >= 0.35 && r < 0.5 && !signed) ? "key" : r < 0.35 ? "unknown key" : r < 0.5 ? "signed" : r < 0.7 ? "headers" : r < 0.85 ? "body" : "malformed";
+  if (kind === "key") request = { path: "/books", headers: { "api-key": API_KEY }, contextExtensions: ctx };
   else if (r < 0.35) request = { path: "/books", headers: { "api-key": "apip_" + randomBytes(32).toString("hex") }, contextExtensions: ctx };
   else if (r < 0.5) request = { path: "/books", headers: signedHeaders(), contextExtensions: ctx };
   else if (r < 0.7) {
