@@ -21,6 +21,7 @@ import {
   createExtAuthzAdminServer,
   createExtAuthzRegistry,
   createExtAuthzServer,
+  storeReadiness,
   type ExtAuthzServer,
 } from "../../packages/ext-authz/src/index";
 import { TEST_MASTER_KEY } from "../support/environment";
@@ -287,7 +288,7 @@ describe("ext_authz: Redis unreachable", function () {
     open = await createExtAuthzServer({ store, masterKey: TEST_MASTER_KEY, options: { port: 0, host: "127.0.0.1", failOpen: true } });
     closedClient = new ExtAuthzClient(`127.0.0.1:${closed.port}`);
     openClient = new ExtAuthzClient(`127.0.0.1:${open.port}`);
-    admin = createExtAuthzAdminServer(registry, () => store.ping());
+    admin = createExtAuthzAdminServer(registry, storeReadiness(store));
     await new Promise<void>((resolve) => admin.listen(0, "127.0.0.1", resolve));
     adminUrl = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;
 
@@ -379,8 +380,12 @@ describe("ext_authz: Redis unreachable", function () {
         return false;
       }
     }, 15_000, "the store to reconnect");
-    expectDecision(await closedClient.check(keyed), 404, "I404NF");
-    await writeKeyScope();
+    // Empty: not "API Not Found" (a client does not retry a 404) but 503, until the projection is back.
+    const empty = await closedClient.check(keyed);
+    expectDecision(empty, 503, "S503PI");
+    expect(empty.headers["retry-after"]).to.equal("1");
+    expect(await ready()).to.equal(503);
+    await writeKeyScope(); // what the projection writes, with its marker
     expect((await closedClient.check(keyed)).allowed).to.equal(true);
     const back = await openClient.check(keyed);
     expect(back.allowed).to.equal(true);

@@ -99,7 +99,8 @@ interface ResponseJs {
     | { case: "okResponse"; value: { headersToRemove: string[]; queryParametersToRemove: string[] } }
     | { case: "deniedResponse"; value: { status?: { code: number }; headers: { header?: { key: string; value: string } }[]; body: string } }
     | { case: undefined };
-  dynamicMetadata?: { fields: Record<string, { kind: { value: string } }> };
+  /** google.protobuf.Struct, as its JSON object. */
+  dynamicMetadata?: Record<string, string>;
 }
 
 function summarize(message: Message): Summary {
@@ -107,13 +108,13 @@ function summarize(message: Message): Summary {
   const http = response.httpResponse;
   const deniedHeaders: Record<string, string> = {};
   if (http.case === "deniedResponse") for (const o of http.value.headers) if (o.header) deniedHeaders[o.header.key] = o.header.value;
-  const metadata = response.dynamicMetadata?.fields ?? {};
+  const metadata = response.dynamicMetadata ?? {};
   return {
     allowed: http.case === "okResponse",
     grpcCode: response.status?.code ?? 0,
     status: http.case === "deniedResponse" ? http.value.status?.code : undefined,
-    requestId: http.case === "deniedResponse" ? deniedHeaders["x-ca-request-id"] : metadata.request_id?.kind.value,
-    credential: metadata.credential?.kind.value,
+    requestId: http.case === "deniedResponse" ? deniedHeaders["x-ca-request-id"] : metadata.request_id,
+    credential: metadata.credential,
     headersToRemove: http.case === "okResponse" ? http.value.headersToRemove : [],
     queryParametersToRemove: http.case === "okResponse" ? http.value.queryParametersToRemove : [],
     deniedHeaders,
@@ -451,6 +452,35 @@ describe("ext_authz gRPC server (node:http2): protocol", function () {
       expectAllowed(summarize(again.response!), "after-garbage");
     });
 
+    it("a header name or value, path or host that is not valid UTF-8 is a 400 decision, not a gRPC error", async () => {
+      // HTTP lets a client send any octet in a header value, and Envoy forwards it as it came.
+      const withBytes = (request: SimpleCheckRequest, bad: number[]): Buffer => {
+        const bytes = requestBytes(request);
+        expect(bytes.indexOf("zqzq")).to.be.greaterThan(-1);
+        for (let at = bytes.indexOf("zqzq"); at !== -1; at = bytes.indexOf("zqzq", at)) Buffer.from(bad).copy(bytes, at); // also in :path, :authority
+        return bytes;
+      };
+      const cases: [string, Buffer, string][] = [
+        ["header value", withBytes({ ...allowedRequest("utf8-1"), headers: { "x-request-id": "utf8-1", "x-note": "azqzqb" } }, [0x61, 0xff, 0xfe, 0x62]), "I400HV"],
+        ["header name", withBytes({ ...allowedRequest("utf8-2"), headers: { "x-request-id": "utf8-2", "x-zqzq": "v" } }, [0xc3, 0x28, 0xc0, 0x80]), "I400HV"],
+        ["path", withBytes({ ...allowedRequest("utf8-3"), path: `/bookszqzq?apikey=${API_KEY}` }, [0xed, 0xa0, 0x80, 0x41]), "I400RU"],
+        ["host", withBytes({ ...allowedRequest("utf8-4"), host: "azqzq.example" }, [0xf8, 0x88, 0x80, 0x80]), "I400HV"],
+      ];
+      for (const [what, bytes, code] of cases) {
+        const { response, error } = await grpcRaw(client, CHECK_METHOD_PATH, bytes);
+        expect(error, what).to.equal(undefined);
+        const summary = summarize(response!);
+        expect(summary.allowed, what).to.equal(false);
+        expect(summary.status, what).to.equal(400);
+        expect(summary.grpcCode, what).to.equal(7); // PERMISSION_DENIED for a 4xx decision
+        expect(JSON.parse(summary.body!).code, what).to.equal(code);
+        expect(summary.deniedHeaders["x-ca-error-code"], what).to.equal(code);
+      }
+      // A text body that is not valid UTF-8 is taken as bytes (as raw_body is): the key still decides.
+      const body = withBytes({ ...allowedRequest("utf8-5"), method: "POST", body: "zqzq" }, [0xff, 0x00, 0xfe, 0x80]);
+      expectAllowed(summarize((await grpcRaw(client, CHECK_METHOD_PATH, body)).response!), "utf8-5");
+    });
+
     it("a gzip-compressed call is UNIMPLEMENTED", async () => {
       const gzip = grpcClient(server.port, { "grpc.default_compression_algorithm": 2 });
       try {
@@ -625,6 +655,70 @@ describe("ext_authz gRPC server (node:http2): protocol", function () {
         else expectAllowed(summary, ids[i]!);
       });
     });
+  });
+});
+
+describe("ext_authz gRPC server (node:http2): connections bounded in time", function () {
+  this.timeout(30_000);
+  const observed = new ObservedStore();
+  let server: ExtAuthzServer;
+
+  before(async () => {
+    await writeScope(observed.store, TEST_MASTER_KEY, scopeConfig(API, "RELEASE", { accepts: { apiKey: { in: "query", name: "apikey" } } }), {
+      apiKeys: [{ raw: API_KEY, key: { name: "k", status: "active", expiresAt: null } }],
+    });
+    server = await createExtAuthzServer({
+      store: observed.store,
+      masterKey: TEST_MASTER_KEY,
+      options: { port: 0, host: "127.0.0.1", firstRequestTimeoutMs: 300, idleTimeoutMs: 1500 },
+    });
+  });
+
+  after(async () => {
+    await server?.close(100);
+  });
+
+  /** Resolves when the server closes the socket (read on, so that its end is seen). */
+  const closedByServer = (socket: net.Socket) =>
+    new Promise<void>((resolve) => {
+      socket.once("close", () => resolve());
+      socket.resume();
+    });
+
+  it("closes a TCP connection that never sends a byte", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    await closedByServer(socket); // the test times out if the server never closes it
+    expect(socket.destroyed).to.equal(true);
+  });
+
+  it("closes a connection that sends half of the HTTP/2 preface, and one that completes it but never starts a call", async () => {
+    const half = net.connect(server.port, "127.0.0.1");
+    half.on("error", () => {});
+    await new Promise<void>((resolve) => half.once("connect", () => resolve()));
+    half.write("PRI * HTTP/2.0\r\n");
+    await closedByServer(half);
+
+    const session = await connect(server.port);
+    await new Promise<void>((resolve) => session.once("close", () => resolve()));
+    expect(session.destroyed).to.equal(true);
+  });
+
+  it("keeps a connection that started a call past that bound, and sends GOAWAY once it has been idle", async () => {
+    const session = await connect(server.port);
+    let goaway = false;
+    session.once("goaway", () => (goaway = true));
+    try {
+      expectAllowed(expectAnswer(await rawCall(session, { chunks: [grpcFrame(requestBytes(allowedRequest("bounded-1")))] })), "bounded-1");
+      await new Promise((resolve) => setTimeout(resolve, 600)); // twice the first-request bound, well within the idle one
+      expect(session.closed || session.destroyed, "closed after its first call").to.equal(false);
+      expectAllowed(expectAnswer(await rawCall(session, { chunks: [grpcFrame(requestBytes(allowedRequest("bounded-2")))] })), "bounded-2");
+      await new Promise<void>((resolve) => (goaway ? resolve() : session.once("goaway", () => resolve())));
+      expect(goaway).to.equal(true);
+    } finally {
+      session.destroy();
+    }
   });
 });
 

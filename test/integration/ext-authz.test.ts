@@ -28,6 +28,7 @@ import {
   type CapturedRequest,
   type ScopeEntries,
   type SimpleCheckRequest,
+  markProjectionComplete,
 } from "../support/extAuthzClient";
 
 /*
@@ -126,10 +127,20 @@ describe("ext_authz: credentials over gRPC and Redis", function () {
 
   describe("scopes and the request's route context", () => {
     it("an API with no scope in the store is 404 API Not Found, and the request id is echoed", async () => {
+      await markProjectionComplete(store); // a complete projection without this API
       const result = await client.check({ path: "/books", headers: { "x-request-id": "req-42" }, contextExtensions: CTX });
       expectDenied(result, 404, "I404NF", "API Not Found");
       expect(result.headers["x-ca-request-id"]).to.equal("req-42");
       expect(result.body).to.equal('{"code":"I404NF","message":"API Not Found"}');
+    });
+
+    it("without a complete projection in the store (Redis came back empty, being rebuilt), a missing scope is 503, not 404", async () => {
+      const result = await client.check({ path: "/books", headers: { "x-request-id": "req-43" }, contextExtensions: CTX });
+      expectDenied(result, 503, "S503PI", "Authorization Service Unavailable: credentials are being restored");
+      expect(result.headers["retry-after"]).to.equal("1");
+      expect(result.grpcCode).to.equal(14); // UNAVAILABLE
+      await markProjectionComplete(store);
+      expectDenied(await client.check({ path: "/books", contextExtensions: CTX }), 404, "I404NF");
     });
 
     it("a route without api_id/stage context extensions, or with an unknown stage, is 404 (I404NC)", async () => {

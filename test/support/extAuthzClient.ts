@@ -69,7 +69,8 @@ interface CheckResponseJs {
     | { case: "okResponse"; value: { headers: HeaderOptionJs[]; headersToRemove: string[]; queryParametersToRemove: string[]; responseHeadersToAdd: HeaderOptionJs[] } }
     | { case: "deniedResponse"; value: { status?: { code: number }; headers: HeaderOptionJs[]; body: string } }
     | { case: undefined };
-  dynamicMetadata?: { fields: Record<string, { kind: { case: string; value: unknown } }> };
+  /** google.protobuf.Struct, as @bufbuild/protobuf gives it: its JSON object. */
+  dynamicMetadata?: Record<string, unknown>;
 }
 
 function toRecord(options: HeaderOptionJs[]): Record<string, string> {
@@ -155,7 +156,7 @@ export class ExtAuthzClient {
 function flatten(message: Message): SimpleCheckResult {
   const response = message as unknown as CheckResponseJs;
   const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(response.dynamicMetadata?.fields ?? {})) metadata[k] = String(v.kind.value);
+  for (const [k, v] of Object.entries(response.dynamicMetadata ?? {})) metadata[k] = typeof v === "string" ? v : JSON.stringify(v);
   const base = {
     grpcCode: response.status?.code ?? 0,
     grpcMessage: response.status?.message ?? "",
@@ -224,6 +225,14 @@ export async function writeScope(store: CredentialStore, masterKey: string, conf
     if (entry.appCode) fields[scopeField.appCode(sha256Hex(entry.appCode))] = JSON.stringify(entry.app);
   }
   await store.replaceScope({ apiId: config.apiId, stage: config.stage }, fields);
+  await markProjectionComplete(store);
+}
+
+/** What a completed full projection leaves in the store (the marker ext_authz and /ready look for). */
+export async function markProjectionComplete(store: CredentialStore): Promise<void> {
+  const token = `test-${Math.random().toString(36).slice(2)}`;
+  await store.beginProjection(token);
+  await store.completeProjection(token, JSON.stringify({ revision: 0, completedAt: new Date().toISOString() }));
 }
 
 /** The official Node.js signing client (CommonJS, untyped). */

@@ -76,6 +76,12 @@ export interface CheckInput {
   sourceAddress?: string;
   /** The route's context extensions (api_id, stage, operation). */
   contextExtensions: Readonly<Record<string, string>>;
+  /**
+   * Set when the client's bytes were not valid UTF-8 (wire.ts decodes them with U+FFFD): in a
+   * header name or value (`header`) or the path (`path`), which are refused with 400; in a text
+   * `body` (`body`), then given as bytes.
+   */
+  invalidUtf8?: "header" | "path" | "body";
 }
 
 export type CredentialType = "API_KEY" | "SUBSCRIPTION" | "SIGNATURE" | "APPCODE" | "NONE";
@@ -377,6 +383,7 @@ export function deny(
   };
   if (reason.status === 401) headers["www-authenticate"] = extra.scope?.wwwAuthenticate ?? `APPCODE realm="apigw"`;
   if (extra.retryAfterSeconds !== undefined) headers["retry-after"] = String(Math.max(1, extra.retryAfterSeconds));
+  else if (reason.status === 503) headers["retry-after"] = "1"; // the service will answer again shortly
   return {
     allowed: false,
     requestId,
@@ -450,6 +457,15 @@ export function createChecker(deps: CheckerDeps): Checker {
     reads.fields.push(field);
     reads.values.push(value ?? null);
     return value ?? null;
+  }
+
+  /**
+   * Whether the store holds a complete projection (its marker). Read only where the answer
+   * depends on data being absent (no scope, an AppKey or AppCode in no directory entry), so an
+   * allowed request costs nothing more.
+   */
+  async function projectionComplete(): Promise<boolean> {
+    return (await fromStore(invoke(() => store.projectionMarker()))) !== null;
   }
 
   /** The store's claimAndCount, or the same with claimOnce and increment for a store without it. */
@@ -528,6 +544,8 @@ export function createChecker(deps: CheckerDeps): Checker {
     if (headerCount > MAX_HEADER_COUNT || headerBytes > MAX_HEADER_BYTES) return deny(requestId, "headersTooLarge", "NONE");
     if (typeof input.path !== "string" || input.path.length > MAX_PATH_LENGTH) return deny(requestId, "uriTooLong", "NONE");
     if (!input.path.startsWith("/")) return deny(requestId, "invalidUri", "NONE", { message: "Invalid Request Uri: the path must start with /" });
+    if (input.invalidUtf8 === "path") return deny(requestId, "invalidUri", "NONE", { message: "Invalid Request Uri: not valid UTF-8" });
+    if (input.invalidUtf8 === "header") return deny(requestId, "invalidHeader", "NONE");
 
     const apiId = input.contextExtensions[CONTEXT_EXTENSIONS.apiId];
     const stage = input.contextExtensions[CONTEXT_EXTENSIONS.stage];
@@ -564,7 +582,12 @@ export function createChecker(deps: CheckerDeps): Checker {
     reads.values = await fromStore(invoke(() => store.readFields(scopeRef, reads.fields)));
 
     const rawConfig = reads.get(scopeField.config);
-    if (!rawConfig) return deny(requestId, "apiNotFound", "NONE");
+    if (!rawConfig) {
+      // No scope: an unknown API (404), unless the store holds no complete projection (a Redis
+      // that came back empty, being rebuilt): then the answer is not known yet (503, retryable).
+      if (!(await projectionComplete())) return deny(requestId, "projectionIncomplete", "NONE");
+      return deny(requestId, "apiNotFound", "NONE");
+    }
     const scope = compiled(scopeId, rawConfig);
     const config = scope.config;
     if (config.deployed === false) return deny(requestId, "apiNotDeployed", "NONE");
@@ -790,6 +813,9 @@ export function createChecker(deps: CheckerDeps): Checker {
     let raw: string | null | undefined;
     try {
       [raw] = await invoke(() => store.readFields(DIRECTORY_SCOPE, [field]));
+      // The directory is rebuilt after the scopes: while the projection is incomplete, a miss
+      // may only mean "not rebuilt yet".
+      if (!raw && !(await projectionComplete())) return "projectionIncomplete";
     } catch (error) {
       metrics?.storeErrors.inc();
       logger?.debug({ err: { message: (error as Error)?.message } }, "application directory unreadable; answering 401");

@@ -39,6 +39,10 @@ const schema = z
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Time allowed for in-flight checks to finish on SIGTERM before the server is closed (ms). */
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(5000),
+    /** A connection that has not started a call this long after connecting is closed (ms; 0 = never). */
+    EXT_AUTHZ_FIRST_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+    /** A connection without any traffic this long is closed with GOAWAY (ms; 0 = never). */
+    EXT_AUTHZ_IDLE_TIMEOUT_MS: z.coerce.number().int().min(0).max(86_400_000).default(300_000),
   })
   .refine((c) => !c.REDIS_SENTINELS || c.REDIS_SENTINEL_MASTER, {
     error: "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER",

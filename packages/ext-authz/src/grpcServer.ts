@@ -24,7 +24,12 @@ import type { Logger } from "pino";
  *   dropped;
  * - HTTP/2 flow control, PING and SETTINGS are Node's; `close(graceMs)` stops accepting
  *   connections, sends GOAWAY on every open connection, lets calls in flight finish and destroys
- *   what is left after the grace period.
+ *   what is left after the grace period;
+ * - connections are bounded in time: one that has not started a call within
+ *   `firstRequestTimeoutMs` of connecting (a TCP connection that sends nothing, or no complete
+ *   HTTP/2 preface) is destroyed; one with no traffic at all for `idleTimeoutMs` gets GOAWAY
+ *   (calls in flight finish; a client such as Envoy simply opens a new connection) and is
+ *   destroyed if it is still open `firstRequestTimeoutMs` later.
  */
 
 /** gRPC status codes used here. */
@@ -47,6 +52,10 @@ export interface UnaryMethod<Request, Response> {
 export interface UnaryServerOptions {
   /** Largest request message accepted (bytes). */
   maxMessageBytes: number;
+  /** A connection that has not started a call this long after connecting is closed (ms; default 10 s, 0 = never). */
+  firstRequestTimeoutMs?: number;
+  /** A connection without any traffic this long is closed with GOAWAY (ms; default 5 min, 0 = never). */
+  idleTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -106,8 +115,13 @@ function respond(stream: http2.ServerHttp2Stream, frame: Buffer): void {
 
 function ignore(): void {}
 
+/** Set on a connection's socket once it has started a call. */
+const CALL_STARTED = Symbol("callStarted");
+
 export function createUnaryServer<Request, Response>(method: UnaryMethod<Request, Response>, options: UnaryServerOptions): UnaryServer {
   const { maxMessageBytes, logger } = options;
+  const firstRequestTimeoutMs = options.firstRequestTimeoutMs ?? 10_000;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
   const server = http2.createServer({
     // As grpc-js: no per-session memory cap (a request may be up to maxMessageBytes) and no cap
     // on the size of response header blocks.
@@ -115,8 +129,19 @@ export function createUnaryServer<Request, Response>(method: UnaryMethod<Request
     maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
   });
   // No Nagle: an answer is a few small frames; held back until the client's delayed ACK (up to
-  // 40 ms on Linux) they would dominate the latency.
-  server.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true));
+  // 40 ms on Linux) they would dominate the latency. A connection that never starts a call (no
+  // preface, no stream) is closed after firstRequestTimeoutMs: the timer is on the socket, since
+  // Node creates the session only once the client's preface has arrived.
+  server.on("connection", (socket: import("node:net").Socket) => {
+    socket.setNoDelay(true);
+    if (firstRequestTimeoutMs > 0) {
+      const timer = setTimeout(() => {
+        if (!(socket as unknown as Record<symbol, boolean>)[CALL_STARTED]) socket.destroy();
+      }, firstRequestTimeoutMs);
+      timer.unref();
+      socket.once("close", () => clearTimeout(timer));
+    }
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   let accepting = true;
 
@@ -128,12 +153,25 @@ export function createUnaryServer<Request, Response>(method: UnaryMethod<Request
     sessions.add(session);
     session.on("error", ignore);
     session.once("close", () => sessions.delete(session));
+    if (idleTimeoutMs > 0) {
+      // No traffic at all for idleTimeoutMs: GOAWAY (calls in flight finish), then destroyed.
+      session.setTimeout(idleTimeoutMs, () => {
+        if (session.closed || session.destroyed) return;
+        session.close();
+        const timer = setTimeout(() => session.destroy(), Math.max(firstRequestTimeoutMs, 1000));
+        timer.unref();
+        session.once("close", () => clearTimeout(timer));
+      });
+    }
   });
   server.on("sessionError", ignore);
 
   server.on("stream", (stream, headers) => {
     // Errors (a reset from the client, a broken connection) end the call; nothing to answer.
     stream.on("error", ignore);
+    // Marks the connection's socket (session.socket is a proxy that sets properties on it).
+    const socket = stream.session?.socket as unknown as Record<symbol, boolean> | undefined;
+    if (socket && !socket[CALL_STARTED]) socket[CALL_STARTED] = true;
     const contentType = headers[http2.constants.HTTP2_HEADER_CONTENT_TYPE];
     if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
       try {

@@ -20,7 +20,7 @@ export {
 } from "./check";
 export { loadExtAuthzConfig, type ExtAuthzConfig } from "./config";
 export { createExtAuthzMetrics, createExtAuthzRegistry, type ExtAuthzMetrics } from "./metrics";
-export { createExtAuthzAdminServer } from "./admin";
+export { createExtAuthzAdminServer, storeReadiness, type ReadinessCheck } from "./admin";
 export { createExtAuthzLogger } from "./logger";
 export { REASONS, type DenialReason, type ReasonName } from "./reasons";
 export { UPSTREAM, UPSTREAM_IDENTITY_HEADERS, ERROR_HEADERS } from "./headers";

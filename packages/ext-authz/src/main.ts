@@ -1,7 +1,7 @@
 import { Cluster } from "ioredis";
 import { connectRedis, RedisCredentialStore } from "@apigw/shared";
 import { batchWritesPerTurn } from "./redisBatching";
-import { createExtAuthzAdminServer } from "./admin";
+import { createExtAuthzAdminServer, storeReadiness } from "./admin";
 import { loadExtAuthzConfig } from "./config";
 import { createExtAuthzLogger } from "./logger";
 import { createExtAuthzRegistry } from "./metrics";
@@ -62,9 +62,11 @@ try {
       failOpen: config.FAIL_OPEN,
       trustForwardedFor: config.TRUST_FORWARDED_FOR,
       secretCacheMs: config.SECRET_CACHE_MS,
+      firstRequestTimeoutMs: config.EXT_AUTHZ_FIRST_REQUEST_TIMEOUT_MS,
+      idleTimeoutMs: config.EXT_AUTHZ_IDLE_TIMEOUT_MS,
     },
   });
-  const admin = createExtAuthzAdminServer(registry, () => store.ping());
+  const admin = createExtAuthzAdminServer(registry, storeReadiness(store));
   await new Promise<void>((resolve, reject) => {
     admin.once("error", reject);
     admin.listen(config.EXT_AUTHZ_ADMIN_PORT, config.EXT_AUTHZ_HOST, () => resolve());

@@ -13,7 +13,7 @@ import { CHECK_REQUEST_SHAPE, OPAQUE, RESPONSE_LAYOUT, STRING, STRING_MAP, VARIN
  * `decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`; the test
  * client uses these serializers) and the server's hot path in wire.ts (`readCheckInput`,
  * `writeCheckResponse`: bytes to CheckInput and Decision to bytes directly, several times
- * cheaper). They give the same CheckInput and the same response bytes; wire.ts is checked
+ * cheaper). They give the same CheckInput and responses of the same meaning; wire.ts is checked
  * against the descriptors by `assertWireLayout()` when the server starts.
  */
 
@@ -203,30 +203,21 @@ function headerOptions(headers: Record<string, string>) {
   return Object.entries(headers).map(([key, value]) => ({ header: { key, value }, appendAction: OVERWRITE_IF_EXISTS_OR_ADD }));
 }
 
-function stringValue(value: string) {
-  return { kind: { case: "stringValue", value } };
-}
-
 /**
  * The CheckResponse for a decision.
  *
- * Note: @bufbuild/protobuf takes a google.protobuf.Struct field's value as a JSON object, so
- * `dynamicMetadata: { fields: metadata }` below produces the Struct `{"fields": {"credential":
- * {"kind": {"case": "stringValue", "value": "API_KEY"}}, ...}}`, not `{"credential": "API_KEY",
- * ...}`: Envoy sees a single key `fields`. The test client decodes it back the same way, and
- * wire.ts reproduces these bytes exactly; fixing it means `dynamicMetadata: { credential: ...,
- * request_id: ... }` here, `metadataOf` in wire.ts, and the test client's `flatten` together.
+ * `dynamic_metadata` is a google.protobuf.Struct: @bufbuild/protobuf takes (and gives) a Struct
+ * field as its JSON object, so `{ credential: "API_KEY", request_id: "…" }` is the Struct whose
+ * fields are those string Values, which is what Envoy's access logs read
+ * (`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:credential)%`).
  */
 export function checkResponseOf(decision: Decision): Message {
   const { response } = checkSchemas();
   if (decision.allowed) {
-    const metadata: Record<string, ReturnType<typeof stringValue>> = {
-      credential: stringValue(decision.identity.credential),
-      request_id: stringValue(decision.requestId),
-    };
-    if (decision.identity.consumer) metadata.consumer = stringValue(decision.identity.consumer);
-    if (decision.identity.appId) metadata.app_id = stringValue(decision.identity.appId);
-    if (decision.degraded) metadata.degraded = stringValue("true");
+    const metadata: Record<string, string> = { credential: decision.identity.credential, request_id: decision.requestId };
+    if (decision.identity.consumer) metadata.consumer = decision.identity.consumer;
+    if (decision.identity.appId) metadata.app_id = decision.identity.appId;
+    if (decision.degraded) metadata.degraded = "true";
     return create(response, {
       status: { code: GRPC_OK },
       httpResponse: {
@@ -238,7 +229,7 @@ export function checkResponseOf(decision: Decision): Message {
           responseHeadersToAdd: headerOptions(decision.responseHeaders),
         },
       },
-      dynamicMetadata: { fields: metadata },
+      dynamicMetadata: metadata,
     } as never);
   }
   return create(response, {

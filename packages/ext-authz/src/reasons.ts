@@ -23,6 +23,7 @@ export const REASONS = {
   unsupportedMethod: reason(405, "I405UM", "Unsupported Method"),
   invalidUri: reason(400, "I400RU", "Invalid Request Uri"),
   invalidBody: reason(400, "I400BD", "Invalid Body"),
+  invalidHeader: reason(400, "I400HV", "Invalid Header: not valid UTF-8"),
   uriTooLong: reason(414, "I414UL", "Request URL Too Large"),
   headersTooLarge: reason(431, "I431HL", "Request Header Fields Too Large"),
   bodyIncomplete: reason(413, "I413RL", "Request Body Too Large"),
@@ -63,6 +64,7 @@ export const REASONS = {
 
   // The service itself.
   storeUnavailable: reason(503, "S503SU", "Authorization Service Unavailable: credential store unreachable"),
+  projectionIncomplete: reason(503, "S503PI", "Authorization Service Unavailable: credentials are being restored"),
   secretUnusable: reason(500, "S500SK", "Internal Error: the AppSecret cannot be decrypted"),
   internalError: reason(500, "S500IE", "Internal Error"),
 } as const satisfies Record<string, DenialReason>;

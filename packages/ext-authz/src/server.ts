@@ -14,6 +14,10 @@ export interface ExtAuthzServerOptions extends CheckOptions {
   host?: string;
   /** Largest CheckRequest accepted (bytes; default 8 MiB: headers plus a forwarded body). */
   maxMessageBytes?: number;
+  /** A connection that has not started a call this long after connecting is closed (ms; default 10 s, 0 = never). */
+  firstRequestTimeoutMs?: number;
+  /** A connection without any traffic this long is closed with GOAWAY (ms; default 5 min, 0 = never). */
+  idleTimeoutMs?: number;
 }
 
 export interface ExtAuthzServerDeps {
@@ -58,7 +62,7 @@ export async function createExtAuthzServer(deps: ExtAuthzServerDeps): Promise<Ex
         }),
       encodeFrame: (decision) => writeCheckResponse(decision, 5),
     },
-    { maxMessageBytes, logger },
+    { maxMessageBytes, firstRequestTimeoutMs: options.firstRequestTimeoutMs, idleTimeoutMs: options.idleTimeoutMs, logger },
   );
 
   const host = options.host ?? "0.0.0.0";

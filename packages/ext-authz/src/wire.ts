@@ -5,15 +5,22 @@ import type { AllowDecision, CheckInput, Decision } from "./check";
  * The hot path's protobuf codec: CheckRequest bytes straight to a CheckInput, and a Decision
  * straight to CheckResponse bytes, without building generic @bufbuild/protobuf messages (which
  * cost more than the whole decision on a busy server). The generic path in protocol.ts
- * (`decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`) stays the
- * reference: both give the same CheckInput and the same bytes.
+ * (`decodeCheckRequest` + `checkInputOf`, `checkResponseOf` + `encodeCheckResponse`) gives the
+ * same CheckInput and a response of the same meaning. Both are held to Envoy's meaning
+ * (test/unit/ext-authz-wire.test.ts): requests built with Envoy's descriptors, responses decoded
+ * with them into proto3 JSON and compared with the documented shape.
  *
  * Reading is strict about everything it reads and structural about everything else:
  * - every tag, length and varint is checked (a tag is at most 5 bytes, field number > 0, wire type
  *   0-5; a length never runs past the enclosing message; groups are matched, 100 levels at most);
  * - a field that is read must have its declared wire type (length-delimited), and a string must be
  *   valid UTF-8 (proto3 `string`, as the generic decoder checks it): anything else throws, which
- *   grpc-js turns into a gRPC error for that call only;
+ *   the server turns into a gRPC error for that call only;
+ * - except where the bytes are the client's, not Envoy's: header names and values (`headers`,
+ *   `header_map`), `path` and `host` that are not valid UTF-8 (HTTP allows any octet there, and
+ *   Envoy forwards them as they came) are decoded with U+FFFD and flagged (`invalidUtf8`), so
+ *   that the check answers the client with a 400 instead of failing the call; a `body` that is not
+ *   valid UTF-8 is taken as bytes, as `raw_body` is;
  * - fields the check does not use (destination, TLS session, metadata, request time, id, scheme,
  *   protocol, size, ...) are skipped after checking their framing only, without decoding them;
  * - protobuf merge semantics are kept: a repeated singular message merges into the earlier one, a
@@ -52,7 +59,7 @@ const utf8Write: (buf: Buffer, text: string, offset: number, length: number) => 
   typeof direct.utf8Write === "function"
     ? (buf, text, offset, length) => (buf as unknown as DirectBuffer).utf8Write(text, offset, length)
     : (buf, text, offset, length) => buf.write(text, offset, length, "utf8");
-const lenient = new TextDecoder("utf-8");
+const lenientUtf8 = new TextDecoder("utf-8");
 
 /*
  * The shapes of the messages read: every field of each message, with its kind. A field not in a
@@ -104,7 +111,8 @@ class Accumulated {
   method = "";
   path = "";
   host = "";
-  body = "";
+  /** `body`: text, or its bytes when they are not valid UTF-8. */
+  body: string | Buffer = "";
   rawBody: Buffer | undefined = undefined;
   headers: Record<string, string> = Object.create(null);
   headersLowerCase = true;
@@ -113,7 +121,19 @@ class Accumulated {
   addressCase = 0;
   sourceAddress = "";
   contextExtensions: Record<string, string> = Object.create(null);
+  /** Client bytes that are not valid UTF-8 were seen in the path, in headers (or host). */
+  invalidPath = false;
+  invalidHeader = false;
+  /** A `body` that was not valid UTF-8 was seen (even if a later one, or raw_body, is what is used). */
+  bodyInvalid = false;
+  flag(where: "header" | "path"): void {
+    if (where === "path") this.invalidPath = true;
+    else this.invalidHeader = true;
+  }
 }
+
+/** Where a CheckRequest carried client bytes that are not valid UTF-8 (see CheckInput.invalidUtf8). */
+export type InvalidUtf8 = "header" | "path" | "body";
 
 class Reader {
   pos = 0;
@@ -221,8 +241,11 @@ class Reader {
     return this.pos + length;
   }
 
-  /** A proto3 string: length-delimited, valid UTF-8. */
-  string(tag: number, end: number): string {
+  /** Set when a string read with `lenient` was not valid UTF-8 (then decoded with U+FFFD). */
+  sawInvalid = false;
+
+  /** A proto3 string: length-delimited, valid UTF-8 (or, `lenient`, decoded with U+FFFD and `sawInvalid` set). */
+  string(tag: number, end: number, lenient = false): string {
     const stop = this.enter(tag, end);
     const buf = this.buf;
     const start = this.pos;
@@ -230,8 +253,25 @@ class Reader {
     let i = start;
     while (i < stop && buf[i]! < 0x80) i++;
     if (i === stop) return latin1Slice(buf, start, stop);
-    if (!isUtf8(buf.subarray(start, stop))) this.fail(`field ${tag >>> 3} is not valid UTF-8`);
+    if (!isUtf8(buf.subarray(start, stop))) {
+      if (!lenient) this.fail(`field ${tag >>> 3} is not valid UTF-8`);
+      this.sawInvalid = true;
+      return lenientUtf8.decode(buf.subarray(start, stop));
+    }
     return utf8Slice(buf, start, stop);
+  }
+
+  /** A proto3 string as text when it is valid UTF-8, else its bytes. */
+  textOrBytes(tag: number, end: number): string | Buffer {
+    const stop = this.enter(tag, end);
+    const start = this.pos;
+    this.pos = stop;
+    const bytes = this.buf.subarray(start, stop);
+    let i = start;
+    while (i < stop && this.buf[i]! < 0x80) i++;
+    if (i === stop) return latin1Slice(this.buf, start, stop);
+    if (isUtf8(bytes)) return utf8Slice(this.buf, start, stop);
+    return bytes;
   }
 
   bytes(tag: number, end: number): Buffer {
@@ -246,14 +286,14 @@ class Reader {
   entryValue = "";
 
   /** A map<string, string> entry into entryKey and entryValue (a missing key or value is ""). */
-  stringEntry(tag: number, end: number): void {
+  stringEntry(tag: number, end: number, lenient = false): void {
     const stop = this.enter(tag, end);
     let key = "";
     let value = "";
     while (this.pos < stop) {
       const inner = this.tag(stop);
-      if (inner === ((1 << 3) | 2)) key = this.string(inner, stop);
-      else if (inner === ((2 << 3) | 2)) value = this.string(inner, stop);
+      if (inner === ((1 << 3) | 2)) key = this.string(inner, stop, lenient);
+      else if (inner === ((2 << 3) | 2)) value = this.string(inner, stop, lenient);
       else if (inner >>> 3 === 1 || inner >>> 3 === 2) this.string(inner, stop); // wrong wire type: fails
       else this.skip(inner, stop);
     }
@@ -339,20 +379,27 @@ function readHttp(r: Reader, acc: Accumulated, end: number): void {
         acc.method = r.string(tag, end);
         break;
       case (3 << 3) | 2: {
-        r.stringEntry(tag, end);
+        r.sawInvalid = false;
+        r.stringEntry(tag, end, true);
+        if (r.sawInvalid) acc.flag("header");
         const key = r.entryKey;
         if (acc.headersLowerCase && !isLowerCase(key)) acc.headersLowerCase = false;
         acc.headers[key] = r.entryValue;
         break;
       }
       case (4 << 3) | 2:
-        acc.path = r.string(tag, end);
+        r.sawInvalid = false;
+        acc.path = r.string(tag, end, true);
+        if (r.sawInvalid) acc.flag("path");
         break;
       case (5 << 3) | 2:
-        acc.host = r.string(tag, end);
+        r.sawInvalid = false;
+        acc.host = r.string(tag, end, true);
+        if (r.sawInvalid) acc.flag("header"); // the :authority header
         break;
       case (11 << 3) | 2:
-        acc.body = r.string(tag, end);
+        acc.body = r.textOrBytes(tag, end);
+        if (typeof acc.body !== "string") acc.bodyInvalid = true;
         break;
       case (12 << 3) | 2:
         acc.rawBody = r.bytes(tag, end);
@@ -374,10 +421,12 @@ function readHeaderMap(r: Reader, acc: Accumulated, end: number): void {
       const entry: HeaderValueEntry = { key: "", value: "", rawValue: undefined };
       while (r.pos < stop) {
         const inner = r.tag(stop);
-        if (inner === ((1 << 3) | 2)) entry.key = r.string(inner, stop);
-        else if (inner === ((2 << 3) | 2)) entry.value = r.string(inner, stop);
+        r.sawInvalid = false;
+        if (inner === ((1 << 3) | 2)) entry.key = r.string(inner, stop, true);
+        else if (inner === ((2 << 3) | 2)) entry.value = r.string(inner, stop, true);
         else if (inner === ((3 << 3) | 2)) entry.rawValue = r.bytes(inner, stop);
         else r.other(inner, stop, HEADER_VALUE);
+        if (r.sawInvalid) acc.flag("header");
       }
       (acc.headerMap ??= []).push(entry);
     } else r.other(tag, end, HEADER_MAP);
@@ -397,7 +446,7 @@ function lowerCased(acc: Accumulated): Record<string, string> {
   if (acc.headerMap && acc.headerMap.length > 0 && !hasAny(headers)) {
     for (const entry of acc.headerMap) {
       const lower = entry.key.toLowerCase();
-      const value = entry.value || (entry.rawValue && entry.rawValue.length > 0 ? lenient.decode(entry.rawValue) : "");
+      const value = entry.value || (entry.rawValue && entry.rawValue.length > 0 ? lenientUtf8.decode(entry.rawValue) : "");
       headers[lower] = lower in headers ? `${headers[lower]},${value}` : value;
     }
   }
@@ -426,8 +475,10 @@ export function readCheckInput(bytes: Uint8Array): CheckInput {
   readCheckRequestInto(new Reader(buf), acc);
   let body: Uint8Array | string | undefined;
   if (acc.rawBody && acc.rawBody.length > 0) body = acc.rawBody;
-  else if (acc.body) body = acc.body;
+  else if (acc.body.length > 0) body = acc.body;
+  const invalidUtf8: InvalidUtf8 | undefined = acc.invalidPath ? "path" : acc.invalidHeader ? "header" : acc.bodyInvalid ? "body" : undefined;
   return {
+    ...(invalidUtf8 ? { invalidUtf8 } : {}),
     method: acc.method,
     path: acc.path || acc.headers[":path"] || "",
     host: acc.host,
@@ -450,7 +501,7 @@ export const RESPONSE_LAYOUT: Record<string, Record<string, number>> = {
   "envoy.config.core.v3.HeaderValueOption": { header: 1, append_action: 3 },
   "envoy.config.core.v3.HeaderValue": { key: 1, value: 2 },
   "google.protobuf.Struct": { fields: 1 },
-  "google.protobuf.Value": { string_value: 3, struct_value: 5 },
+  "google.protobuf.Value": { string_value: 3 },
 };
 
 // google.rpc.Code values used in CheckResponse.status.
@@ -593,18 +644,13 @@ function writeStringList(w: Writer, field: number, values: readonly string[]): v
 }
 
 /**
- * dynamic_metadata, as `checkResponseOf` builds it: @bufbuild/protobuf takes a Struct field's
- * value as a JSON object, so `{ fields: { credential: { kind: { case: "stringValue", value } } } }`
- * is encoded as that JSON, with nested Structs (see the note in protocol.ts; the test client reads
- * it back the same way). Kept byte for byte:
+ * dynamic_metadata: a google.protobuf.Struct of string Values, `{"credential": "API_KEY",
+ * "request_id": "…", "consumer": "…", "app_id": "…", "degraded": "true"}` in its JSON form (what
+ * Envoy's access logs read as `%DYNAMIC_METADATA(envoy.filters.http.ext_authz:credential)%`):
  *
- *   Struct { "fields": Value { struct_value: Struct {
- *     <name>: Value { struct_value: Struct { "kind": Value { struct_value: Struct {
- *       "case": Value { string_value: "stringValue" },
- *       "value": Value { string_value: <value> } } } } } }, ... } } }
+ *   Struct { fields (1, map<string, Value>): entry { key (1): <name>, value (2): Value { string_value (3): <value> } } ... }
  *
- * (Struct.fields = 1 is a map<string, Value>: entries { key = 1, value = 2 }; Value.string_value
- * = 3, Value.struct_value = 5.) Everything but the names and values is constant.
+ * string_value is a oneof member, so it is written even when empty.
  */
 function metadataOf(decision: AllowDecision): string[] {
   const entries = ["credential", decision.identity.credential, "request_id", decision.requestId];
@@ -614,82 +660,28 @@ function metadataOf(decision: AllowDecision): string[] {
   return entries;
 }
 
-/** Struct entry "case": Value { string_value: "stringValue" }, as written inside the "kind" Struct (with its tag). */
-const CASE_ENTRY = Buffer.from("0a150a046361736512" + "0d1a0b" + Buffer.from("stringValue").toString("hex"), "hex");
-
-/*
- * Sizes of the nested messages of one metadata entry, innermost first (see the layout above):
- *   value       = Value { string_value }                  fieldSize(valueSize)
- *   valueEntry  = { key "value", value }                   7 + fieldSize(value)
- *   kindStruct  = Struct { CASE_ENTRY, valueEntry }        CASE_ENTRY.length + fieldSize(valueEntry)
- *   kindValue   = Value { struct_value: kindStruct }       fieldSize(kindStruct)
- *   kindEntry   = { key "kind", kindValue }                6 + fieldSize(kindValue)
- *   entryStruct = Struct { kindEntry }                     fieldSize(kindEntry)
- *   entryValue  = Value { struct_value: entryStruct }      fieldSize(entryStruct)
- *   entry       = { key <name>, entryValue }               fieldSize(nameSize) + fieldSize(entryValue)
- */
-function metadataKindStructSize(valueSize: number): number {
-  return CASE_ENTRY.length + fieldSize(7 + fieldSize(fieldSize(valueSize)));
+/** Size of one map entry { key, Value { string_value } } (without its own tag and length). */
+function metadataEntrySize(nameSize: number, valueSize: number): number {
+  return fieldSize(nameSize) + fieldSize(fieldSize(valueSize));
 }
 
-function metadataEntryValueSize(valueSize: number): number {
-  return fieldSize(fieldSize(6 + fieldSize(fieldSize(metadataKindStructSize(valueSize)))));
-}
-
-/** Size of the "fields" Value's Struct (the entries), measuring names and values. */
+/** Size of the dynamic_metadata Struct, measuring names and values. */
 function measureMetadata(w: Writer, entries: string[]): number {
-  let fields = 0;
-  for (let i = 0; i < entries.length; i += 2) {
-    const nameSize = w.measure(entries[i]!);
-    const valueSize = w.measure(entries[i + 1]!);
-    fields += fieldSize(fieldSize(nameSize) + fieldSize(metadataEntryValueSize(valueSize)));
-  }
-  return fields;
+  let size = 0;
+  for (let i = 0; i < entries.length; i += 2) size += fieldSize(metadataEntrySize(w.measure(entries[i]!), w.measure(entries[i + 1]!)));
+  return size;
 }
 
-/** Size of the dynamic_metadata Struct around entries of `fields` bytes. */
-function metadataStructSize(fields: number): number {
-  return fieldSize(8 + fieldSize(fieldSize(fields))); // { key "fields" (8 bytes with tag), value }
-}
-
-function writeMetadata(w: Writer, entries: string[], fields: number): void {
-  const fieldsValue = fieldSize(fields);
-  w.open(1, 8 + fieldSize(fieldsValue));
-  w.open(1, 6);
-  w.raw(FIELDS);
-  w.open(2, fieldsValue);
-  w.open(5, fields);
+function writeMetadata(w: Writer, entries: string[]): void {
   for (let i = 0; i < entries.length; i += 2) {
     const nameSize = w.peek();
     const valueSize = w.peek(1);
-    const value = fieldSize(valueSize);
-    const valueEntry = 7 + fieldSize(value);
-    const kindStruct = CASE_ENTRY.length + fieldSize(valueEntry);
-    const kindValue = fieldSize(kindStruct);
-    const kindEntry = 6 + fieldSize(kindValue);
-    const entryStruct = fieldSize(kindEntry);
-    const entryValue = fieldSize(entryStruct);
-    w.open(1, fieldSize(nameSize) + fieldSize(entryValue));
+    w.open(1, metadataEntrySize(nameSize, valueSize));
     w.stringField(1, entries[i]!);
-    w.open(2, entryValue);
-    w.open(5, entryStruct);
-    w.open(1, kindEntry);
-    w.open(1, 4);
-    w.raw(KIND);
-    w.open(2, kindValue);
-    w.open(5, kindStruct);
-    w.raw(CASE_ENTRY);
-    w.open(1, valueEntry);
-    w.open(1, 5);
-    w.raw(VALUE);
-    w.open(2, value);
+    w.open(2, fieldSize(valueSize));
     w.stringField(3, entries[i + 1]!);
   }
 }
-
-const FIELDS = Buffer.from("fields");
-const KIND = Buffer.from("kind");
-const VALUE = Buffer.from("value");
 
 /**
  * The CheckResponse bytes for a decision (the same bytes as encodeCheckResponse(checkResponseOf(decision))),
@@ -705,8 +697,7 @@ export function writeCheckResponse(decision: Decision, reserve = 0): Buffer {
       measureHeaderOptions(w, decision.responseHeaders) +
       measureStringList(w, decision.removeQueryParameters);
     const metadata = metadataOf(decision);
-    const fields = measureMetadata(w, metadata);
-    const metadataSize = metadataStructSize(fields);
+    const metadataSize = measureMetadata(w, metadata);
     w.allocate(2 + fieldSize(okSize) + fieldSize(metadataSize), reserve);
     w.open(1, 0); // status {} (code OK)
     w.open(3, okSize);
@@ -715,7 +706,7 @@ export function writeCheckResponse(decision: Decision, reserve = 0): Buffer {
     writeHeaderOptions(w, 6, decision.responseHeaders);
     writeStringList(w, 8, decision.removeQueryParameters);
     w.open(4, metadataSize);
-    writeMetadata(w, metadata, fields);
+    writeMetadata(w, metadata);
     return w.finish();
   }
   const code = grpcCodeFor(decision.status);

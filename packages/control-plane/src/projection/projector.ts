@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   DIRECTORY_SCOPE,
   RedisCredentialStore,
@@ -35,6 +36,12 @@ import { directoryFields, ownedFields, projectDirectory, projectScope } from "./
  * - A failed batch is never dropped: the next attempt is a full rebuild, retried with capped
  *   backoff while the projection reports itself lagging. A truncated notification, a reconnected
  *   change listener and a store that lost its data (restarted Redis) also cause a full rebuild.
+ * - A completed full rebuild leaves a marker in the store (`completeProjection`, set only if the
+ *   store kept the rebuild's token throughout); incremental updates never set it. A store without
+ *   the marker lost the projection (Redis restarted empty, a flush): noticed when the connection
+ *   becomes ready again and by a cheap check every `healthCheckMs`, it is rebuilt at once, and
+ *   the projection reports itself lagging until then. ext_authz answers 503 rather than 404 for
+ *   what it cannot find while the marker is absent.
  */
 
 export interface CredentialProjectorOptions {
@@ -134,6 +141,8 @@ export class CredentialProjector {
 
   private projectedRevision = 0;
   private lagging = false;
+  /** The store lost the projection (no marker); cleared by the next completed full rebuild. */
+  private storeLost = false;
   private lastError: string | null = null;
   private lastErrorAt: Date | null = null;
   private lastRebuildAt: Date | null = null;
@@ -225,7 +234,7 @@ export class CredentialProjector {
     const oldest = minDefined(this.inFlightSince, this.pendingSince);
     return {
       revision: this.projectedRevision,
-      lagging: this.lagging,
+      lagging: this.lagging || this.storeLost,
       lastError: this.lastError,
       lastErrorAt: this.lastErrorAt?.toISOString() ?? null,
       pendingApis: this.pendingApis.size,
@@ -397,8 +406,14 @@ export class CredentialProjector {
   private async checkStore(): Promise<void> {
     if (this.stopped || this.draining || this.retryTimer) return;
     try {
-      const revision = await this.store.getMeta("revision");
-      if (revision === null && !this.hasPending()) this.requestFull("the store lost the projection");
+      const marker = await this.store.projectionMarker();
+      if (marker === null && !this.draining && !this.pendingFull) {
+        if (!this.storeLost) this.logger.warn("the credential store lost the projection (restarted empty or flushed?); rebuilding it now");
+        this.storeLost = true;
+        this.lastError = "the credential store lost the projection; rebuilding";
+        this.lastErrorAt = new Date();
+        this.requestFull("the store lost the projection");
+      }
     } catch (error) {
       if (!this.lagging) this.logger.warn({ err: (error as Error).message }, "credential store unreachable");
       this.failed(error);
@@ -429,6 +444,10 @@ export class CredentialProjector {
 
   private async rebuildAllNow(): Promise<RebuildResult> {
     const started = Date.now();
+    // The marker is set at the end only if this token is still in the store then: a store that
+    // lost its data while the rebuild ran is not marked complete (the rebuild is retried).
+    const token = randomUUID();
+    await this.store.beginProjection(token);
     // Every change up to `revision` is visible to each snapshot read below.
     const revision = await currentRevision(this.knex);
     const scopes = await listCredentialScopes(this.knex);
@@ -451,9 +470,14 @@ export class CredentialProjector {
     }
 
     await this.store.setMeta("revision", String(revision));
+    const completedAt = new Date().toISOString();
+    if (!(await this.store.completeProjection(token, JSON.stringify({ revision, completedAt })))) {
+      throw new Error("the credential store lost data while the projection was rebuilt");
+    }
     for (const key of this.knownScopes) if (!written.has(key)) this.knownScopes.delete(key);
     this.setRevision(revision);
     this.lagging = false;
+    this.storeLost = false;
     this.failures = 0;
     this.lastRebuildAt = new Date();
     this.metrics?.rebuildDuration.observe((Date.now() - started) / 1000);

@@ -9,6 +9,8 @@ export class MemoryCredentialStore implements CredentialStore {
   private readonly scopes = new Map<string, Map<string, string>>();
   private readonly expiring = new Map<string, { value: number; expiresAt: number }>();
   private readonly meta = new Map<string, string>();
+  private readonly projectionTokens = new Set<string>();
+  private marker: string | null = null;
   private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly now: () => number = Date.now) {
@@ -63,6 +65,20 @@ export class MemoryCredentialStore implements CredentialStore {
 
   async getMeta(name: string): Promise<string | null> {
     return this.meta.get(name) ?? null;
+  }
+
+  async beginProjection(token: string): Promise<void> {
+    this.projectionTokens.add(token);
+  }
+
+  async completeProjection(token: string, marker: string): Promise<boolean> {
+    if (!this.projectionTokens.delete(token)) return false;
+    this.marker = marker;
+    return true;
+  }
+
+  async projectionMarker(): Promise<string | null> {
+    return this.marker;
   }
 
   async ping(): Promise<void> {}

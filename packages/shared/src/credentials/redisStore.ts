@@ -1,6 +1,15 @@
 import { Redis, Cluster, type ChainableCommander, type RedisOptions } from "ioredis";
 import type { ClaimAndCountResult, CredentialStore, ExpiringKey, ScopeRef } from "./store";
-import { claimThenCount, KEY_PREFIX, metaKey, parseScopeKey, scopeKey } from "./store";
+import {
+  claimThenCount,
+  KEY_PREFIX,
+  metaKey,
+  parseScopeKey,
+  PROJECTION_MARKER_KEY,
+  PROJECTION_TOKEN_TTL_SECONDS,
+  projectionTokenKey,
+  scopeKey,
+} from "./store";
 
 export interface RedisConnectionOptions {
   /** `redis://[:password@]host:port/db` or `rediss://…` for a single server. */
@@ -39,6 +48,15 @@ for j = 1, #KEYS - first + 1 do
   counts[j] = value
 end
 return counts`;
+
+/**
+ * completeProjection: KEYS[1] the rebuild's token, KEYS[2] the marker. Sets the marker only when
+ * the token survived the rebuild (the server did not lose its data meanwhile).
+ */
+const COMPLETE_PROJECTION_SCRIPT = `
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1`;
 
 function hostPorts(list: string): { host: string; port: number }[] {
   return list
@@ -83,6 +101,7 @@ async function execAll(multi: ChainableCommander): Promise<void> {
 type WithIncrement = {
   apigwIncrement(key: string, by: string, ttl: string): Promise<number>;
   apigwClaimAndCount(numberOfKeys: number, keysAndArgs: string[]): Promise<number[] | null>;
+  apigwCompleteProjection(tokenKey: string, markerKey: string, marker: string): Promise<number>;
 };
 
 export class RedisCredentialStore implements CredentialStore {
@@ -90,6 +109,7 @@ export class RedisCredentialStore implements CredentialStore {
     // defineCommand sends EVALSHA, falling back to EVAL once when the script is not cached.
     redis.defineCommand("apigwIncrement", { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
     redis.defineCommand("apigwClaimAndCount", { lua: CLAIM_AND_COUNT_SCRIPT });
+    redis.defineCommand("apigwCompleteProjection", { numberOfKeys: 2, lua: COMPLETE_PROJECTION_SCRIPT });
   }
 
   async replaceScope(scope: ScopeRef, fields: Record<string, string>): Promise<void> {
@@ -182,6 +202,19 @@ export class RedisCredentialStore implements CredentialStore {
 
   async getMeta(name: string): Promise<string | null> {
     return this.redis.get(metaKey(name));
+  }
+
+  async beginProjection(token: string): Promise<void> {
+    await this.redis.set(projectionTokenKey(token), "1", "EX", PROJECTION_TOKEN_TTL_SECONDS);
+  }
+
+  async completeProjection(token: string, marker: string): Promise<boolean> {
+    const done = await (this.redis as unknown as WithIncrement).apigwCompleteProjection(projectionTokenKey(token), PROJECTION_MARKER_KEY, marker);
+    return Number(done) === 1;
+  }
+
+  async projectionMarker(): Promise<string | null> {
+    return this.redis.get(PROJECTION_MARKER_KEY);
   }
 
   async ping(): Promise<void> {

@@ -42,6 +42,18 @@ export interface CredentialStore {
   claimAndCount?(nonce: ExpiringKey | undefined, counters: readonly ExpiringKey[]): Promise<ClaimAndCountResult>;
   setMeta(name: string, value: string): Promise<void>;
   getMeta(name: string): Promise<string | null>;
+  /**
+   * The projection's completeness marker (see projection/README.md). A full rebuild calls
+   * `beginProjection` with a token of its own before it writes anything, and
+   * `completeProjection` with the same token when everything is written: the marker is set only
+   * if the token is still there, i.e. the store did not lose its data (a restart, a flush) while
+   * the rebuild ran; false otherwise (rebuild again). Incremental updates never set the marker,
+   * so a store that came back empty stays unmarked until a full rebuild has completed.
+   */
+  beginProjection(token: string): Promise<void>;
+  completeProjection(token: string, marker: string): Promise<boolean>;
+  /** The marker of the last completed full projection; null when the store holds none (lost, or never projected). */
+  projectionMarker(): Promise<string | null>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -133,3 +145,8 @@ export function parseScopeKey(key: string): ScopeRef | undefined {
 export const nonceKey = (appKey: string, nonce: string) => `${KEY_PREFIX}nonce:${appKey}:${nonce}`;
 export const counterKey = (...parts: string[]) => `${KEY_PREFIX}count:${parts.join(":")}`;
 export const metaKey = (name: string) => `${KEY_PREFIX}meta:${name}`;
+/** The projection's completeness marker and its rebuild tokens; the `{…}` hash tag keeps them in one Redis Cluster slot. */
+export const PROJECTION_MARKER_KEY = `${KEY_PREFIX}meta:{projection}:complete`;
+export const projectionTokenKey = (token: string) => `${KEY_PREFIX}meta:{projection}:building:${token}`;
+/** A rebuild token outlives any rebuild; one left by a crashed rebuild expires. */
+export const PROJECTION_TOKEN_TTL_SECONDS = 24 * 3600;
