@@ -258,7 +258,7 @@ const anyWrite: fc.Arbitrary<Write> = fc.oneof(
   // Many setHeaders policies (told apart by executionConditions) add up on every route.
   {
     weight: 1,
-    arbitrary: fc.tuple(restApiBody, fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 64 })).map(([api, n, m]) => {
+    arbitrary: fc.tuple(restApiBody, fc.integer({ min: 8, max: 20 }), fc.integer({ min: 32, max: 64 })).map(([api, n, m]) => {
       const body = structuredClone(api.body);
       body.spec.policies = Array.from({ length: n }, (_, j) => ({
         name: "set-headers",
