@@ -174,6 +174,23 @@ describe("validation at the edge", () => {
       await refused(() => put(`/rest-apis/${API}`, restApi(API, { vhosts: { main: "API.example.com", sandbox: "api.example.com" } })), "spec.vhosts.sandbox");
     });
 
+    it("refuses more than 1000 headers to add per route (Envoy's limit), counting every setHeaders policy of a list", async () => {
+      const policies = (n: number) =>
+        Array.from({ length: n }, (_, j) => ({
+          name: "set-headers",
+          executionCondition: `request.header['x-c'] == '${j}'`,
+          params: { response: { headers: Array.from({ length: 64 }, (_, i) => ({ name: `x-h${j}-${i}`, value: "v" })) } },
+        }));
+      await refused(() => put(`/rest-apis/${API}`, restApi(API, { policies: policies(16) })), "spec.policies", /add 1024 response headers; a route takes at most 1000/);
+      await refused(
+        () => put(`/rest-apis/${API}`, restApi(API, { policies: [], operations: [{ method: "GET", path: "/books", policies: policies(16) }] })),
+        "spec.operations[0].policies",
+        /at most 1000/,
+      );
+      const fifteen = await put(`/rest-apis/${API}`, restApi(API, { policies: policies(15) }));
+      expect(fifteen.status, fifteen.text).to.equal(200);
+    });
+
     it("refuses nesting deeper than 32 levels", async () => {
       let deep: unknown = "leaf";
       for (let i = 0; i < 40; i++) deep = { deep };

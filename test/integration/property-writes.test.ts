@@ -255,6 +255,19 @@ const anyWrite: fc.Arbitrary<Write> = fc.oneof(
   // RestApi create / update / delete
   { weight: 10, arbitrary: fc.tuple(restApiBody, edits).map(([api, e]) => ({ method: "PUT" as const, path: `{upsert:${api.handle}}`, body: mutate(api.body, e) })) },
   { weight: 1, arbitrary: apiIndex.map((i) => ({ method: "DELETE" as const, path: `/rest-apis/api-${i}` })) },
+  // Many setHeaders policies (told apart by executionConditions) add up on every route.
+  {
+    weight: 1,
+    arbitrary: fc.tuple(restApiBody, fc.integer({ min: 8, max: 20 }), fc.integer({ min: 32, max: 64 })).map(([api, n, m]) => {
+      const body = structuredClone(api.body);
+      body.spec.policies = Array.from({ length: n }, (_, j) => ({
+        name: "set-headers",
+        executionCondition: `c${j}`,
+        params: { request: { headers: Array.from({ length: m }, (_, i) => ({ name: `x-${j}-${i}`, value: "v" })) } },
+      }));
+      return { method: "PUT" as const, path: `{upsert:${api.handle}}`, body };
+    }),
+  },
   // Plug-ins: create, update, bind, unbind
   {
     weight: 4,

@@ -30,7 +30,7 @@ export const subscriptionRoutes: RouteDefinition[] = [
     operationId: "createSubscription",
     summary: "Subscribe to a RestAPI",
     description:
-      "`apiId` is the API's handle or internal id. The token is stored only as its SHA-256 hash and appears only in this response. A plan, when given, must exist, be ACTIVE and, if the API lists `spec.subscriptionPlans`, be one of them. Unknown fields are ignored.",
+      "`apiId` is the API's handle or internal id. The token is stored only as its SHA-256 hash and appears only in this response. A plan, when given, must exist, be ACTIVE and, if the API lists `spec.subscriptionPlans`, be one of them. An `applicationId`, when given, must be the id of an existing application (400 naming the field otherwise). Unknown fields are ignored.",
     tag: TAG,
     roles: ROLES,
     body: subscriptionCreateSchema,

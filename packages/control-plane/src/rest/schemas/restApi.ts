@@ -5,6 +5,7 @@ import {
   DEPLOYMENT_STATES,
   HTTP_METHODS,
   duration,
+  findPolicyType,
   pattern,
   validatePolicy,
 } from "@apigw/shared";
@@ -18,6 +19,8 @@ const CONTEXT_PATTERN = /^\/([A-Za-z0-9._~$-]+(\/[A-Za-z0-9._~$-]+)*)?$/;
 const SEGMENT_LITERAL = /^[A-Za-z0-9._~!$&'()+,;=:@-]+$/;
 const SEGMENT_VARIABLE = /^\{([A-Za-z_][A-Za-z0-9_-]{0,31})\}$/;
 const MAX_PATH_VARIABLES = 5;
+/** Envoy's limit on request_headers_to_add / response_headers_to_add of one route. */
+const MAX_HEADERS_TO_ADD = 1000;
 
 /** `*`, a host name, `*.example.com` / `*-suffix.example.com`, or `example.*` / `sandbox-*`; optional port. */
 const VHOST_PATTERN = /^(\*|(\*[.-])?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?([.-]\*)?)(:\d{1,5})?$/;
@@ -192,6 +195,23 @@ export const restApiRequestSchema = z
         seen.set(key, i);
       }
     });
+    // The setHeaders policies of one list all apply to each of its routes (executionConditions are
+    // not evaluated), and Envoy takes at most 1000 headers to add per route and direction.
+    const headerBudget = (policies: PolicyInput[] | undefined, path: (string | number)[]) => {
+      for (const direction of ["request", "response"] as const) {
+        let count = 0;
+        for (const policy of policies ?? []) {
+          if (findPolicyType(policy.name)?.type !== "setHeaders") continue;
+          const headers = (policy.params?.[direction] as { headers?: unknown } | undefined)?.headers;
+          if (Array.isArray(headers)) count += headers.length;
+        }
+        if (count > MAX_HEADERS_TO_ADD) {
+          ctx.addIssue({ code: "custom", path, message: `setHeaders policies here add ${count} ${direction} headers; a route takes at most ${MAX_HEADERS_TO_ADD}` });
+        }
+      }
+    };
+    headerBudget(spec.policies, ["spec", "policies"]);
+    spec.operations.forEach((operation, i) => headerBudget(operation.policies, ["spec", "operations", i, "policies"]));
     const apiLevelTypes = new Map<string, number>();
     spec.policies?.forEach((policy, j) => {
       const result = validatePolicy(policy, "api");
