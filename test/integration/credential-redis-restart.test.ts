@@ -4,7 +4,7 @@ import { createConnection } from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Server as HttpServer } from "node:http";
 import { Registry } from "prom-client";
-import { connectRedis, redisReady, RedisCredentialStore } from "@apigw/shared";
+import { connectRedis, MemoryCredentialStore, redisReady, RedisCredentialStore, type CredentialStore } from "@apigw/shared";
 import { CredentialProjector } from "../../packages/control-plane/src/projection/projector";
 import { createExtAuthzAdminServer, createExtAuthzServer, storeReadiness, type ExtAuthzServer } from "../../packages/ext-authz/src/index";
 import { post } from "../support/client";
@@ -140,6 +140,26 @@ describe("credential store: Redis restarted empty", function () {
     await projectorStore?.close();
     await extAuthzStore?.close();
     await stopRedis(redisChild);
+  });
+
+  it("marks a projection complete only when the store kept the rebuild's token (Redis and in-process store)", async () => {
+    const memory = new MemoryCredentialStore();
+    for (const store of [extAuthzStore, memory] as CredentialStore[]) {
+      await store.beginProjection("t-1");
+      await store.beginProjection("t-2"); // another replica rebuilding at the same time
+      expect(await store.completeProjection("t-1", "one")).to.equal(true);
+      expect(await store.projectionMarker()).to.equal("one");
+      expect(await store.completeProjection("t-1", "again"), "a token is used once").to.equal(false);
+      expect(await store.completeProjection("t-2", "two")).to.equal(true);
+      expect(await store.projectionMarker()).to.equal("two");
+      expect(await store.completeProjection("never-begun", "x")).to.equal(false);
+    }
+    // The store loses its data while a rebuild runs: that rebuild does not mark it complete.
+    await extAuthzStore.beginProjection("t-3");
+    await extAuthzStore.redis.flushall(); // this test's own redis-server
+    expect(await extAuthzStore.completeProjection("t-3", "three")).to.equal(false);
+    expect(await extAuthzStore.projectionMarker()).to.equal(null);
+    await memory.close();
   });
 
   it("answers 503 (never 404) until the projector has rebuilt the empty Redis, then allows again by itself", async () => {

@@ -33,7 +33,8 @@ import { otherApi, restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
 import { sleep, waitFor } from "../support/wait";
 
-const REDIS_URL = "redis://127.0.0.1:6379/4";
+/** Its own Redis database (flushed by these tests): PROJECTION_TEST_REDIS_URL, else db 4. */
+const REDIS_URL = process.env.PROJECTION_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/4";
 const API = "reading-list-api-v1.0";
 const OTHER = "petstore-v1";
 const RELEASE: ScopeRef = { apiId: API, stage: "RELEASE" };
