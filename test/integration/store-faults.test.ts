@@ -2,7 +2,9 @@ import { execSync } from "node:child_process";
 import { expect } from "chai";
 import pg from "pg";
 import { startControlPlane, type ControlPlane } from "../../packages/control-plane/src/controlPlane";
+import { createLogger } from "../../packages/control-plane/src/observability/logger";
 import { currentRevision } from "../../packages/control-plane/src/store/changes";
+import { PgListener } from "../../packages/control-plane/src/store/pgListener";
 import { TEST_DATABASE_URL, TEST_MASTER_KEY, USERS, testConfig } from "../support/environment";
 import {
   ChildControlPlane,
@@ -119,6 +121,38 @@ describe("store faults (Postgres)", function () {
       (await metric(cp.adminUrl, `apigw_published_revision{group="default"}`)) === revision ? true : undefined,
     );
     expect(await metric(cp.adminUrl, "apigw_store_revision")).to.equal(revision);
+  });
+
+  it("notices a change-feed connection gone silent (no reset, no close) and reconnects", async () => {
+    const url = new URL(TEST_DATABASE_URL!);
+    const proxy = new TcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    await proxy.start();
+    cleanup.push(() => proxy.close());
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    cleanup.push(() => admin.end());
+    const channel = `apigw_faults_${process.pid}`;
+    const received: string[] = [];
+    let reconnects = 0;
+    const listener = new PgListener(proxy.url(TEST_DATABASE_URL!), channel, (p) => received.push(p), () => reconnects++, createLogger("silent", "test"), {
+      client: { connectionTimeoutMillis: 300 },
+      heartbeatMs: 100,
+      heartbeatTimeoutMs: 200,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+    });
+    await listener.start();
+    cleanup.push(() => listener.close());
+    await admin.query("SELECT pg_notify($1, 'before')", [channel]);
+    await waitFor("the first notification", () => (received.includes("before") ? true : undefined));
+
+    proxy.freeze();
+    await waitFor("the listener to give the silent connection up", () => (listener.connected ? undefined : true), 10_000);
+    proxy.thaw();
+    await waitFor("the listener to reconnect", () => (reconnects === 1 && listener.connected ? true : undefined), 10_000);
+    await admin.query("SELECT pg_notify($1, 'after')", [channel]);
+    await waitFor("a notification after reconnecting", () => (received.includes("after") ? true : undefined));
+    expect(received).to.deep.equal(["before", "after"]);
   });
 
   it("survives pg_terminate_backend of every connection under write load without losing an acknowledged write", async () => {
