@@ -167,16 +167,19 @@ describe("store faults (Postgres)", function () {
     await admin.connect();
     cleanup.push(() => admin.end());
 
-    const load = writeLoad(() => cp.managementUrl, "term", 4);
+    const load = writeLoad(() => cp.managementUrl, `term-${process.pid}`, 4);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 5);
     let listenerTerminated = false;
     for (let round = 0; round < 3; round++) {
-      const { rows } = await admin.query<{ query: string; terminated: boolean }>(
-        "SELECT query, pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE application_name = $1",
-        [name],
-      );
-      expect(rows.length).to.be.greaterThan(0);
+      // Each round once the control plane has connected again (the first: the pool and the LISTEN connection).
+      const rows = await waitFor(`the control plane's backends (round ${round + 1})`, async () => {
+        const { rows } = await admin.query<{ query: string; terminated: boolean }>(
+          "SELECT query, pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE application_name = $1",
+          [name],
+        );
+        return rows.length > 0 ? rows : undefined;
+      }, 10_000, 20);
       listenerTerminated ||= rows.some((r) => r.terminated && r.query.startsWith("LISTEN"));
       await sleep(150);
     }
@@ -197,7 +200,7 @@ describe("store faults (Postgres)", function () {
     const cp = harness();
     const watcher = new RouteWatcher(`127.0.0.1:${cp.xdsPort}`, { id: "faults-restart" });
     cleanup.push(() => watcher.close());
-    const load = writeLoad(() => cp.managementUrl, "restart", 4);
+    const load = writeLoad(() => cp.managementUrl, `restart-${process.pid}`, 4);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 5);
 
@@ -239,7 +242,7 @@ describe("store faults (Postgres)", function () {
     const first = new ChildControlPlane(env, ports);
     cleanup.push(() => first.stop());
     await first.start();
-    const load = writeLoad(() => first.managementUrl, "kill", 4, 0);
+    const load = writeLoad(() => first.managementUrl, `kill-${process.pid}`, 4, 0);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 10);
     await first.kill();
