@@ -2,7 +2,9 @@ import { execSync } from "node:child_process";
 import { expect } from "chai";
 import pg from "pg";
 import { startControlPlane, type ControlPlane } from "../../packages/control-plane/src/controlPlane";
+import { createLogger } from "../../packages/control-plane/src/observability/logger";
 import { currentRevision } from "../../packages/control-plane/src/store/changes";
+import { PgListener } from "../../packages/control-plane/src/store/pgListener";
 import { TEST_DATABASE_URL, TEST_MASTER_KEY, USERS, testConfig } from "../support/environment";
 import {
   ChildControlPlane,
@@ -121,6 +123,38 @@ describe("store faults (Postgres)", function () {
     expect(await metric(cp.adminUrl, "apigw_store_revision")).to.equal(revision);
   });
 
+  it("notices a change-feed connection gone silent (no reset, no close) and reconnects", async () => {
+    const url = new URL(TEST_DATABASE_URL!);
+    const proxy = new TcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    await proxy.start();
+    cleanup.push(() => proxy.close());
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    cleanup.push(() => admin.end());
+    const channel = `apigw_faults_${process.pid}`;
+    const received: string[] = [];
+    let reconnects = 0;
+    const listener = new PgListener(proxy.url(TEST_DATABASE_URL!), channel, (p) => received.push(p), () => reconnects++, createLogger("silent", "test"), {
+      client: { connectionTimeoutMillis: 300 },
+      heartbeatMs: 100,
+      heartbeatTimeoutMs: 200,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+    });
+    await listener.start();
+    cleanup.push(() => listener.close());
+    await admin.query("SELECT pg_notify($1, 'before')", [channel]);
+    await waitFor("the first notification", () => (received.includes("before") ? true : undefined));
+
+    proxy.freeze();
+    await waitFor("the listener to give the silent connection up", () => (listener.connected ? undefined : true), 10_000);
+    proxy.thaw();
+    await waitFor("the listener to reconnect", () => (reconnects === 1 && listener.connected ? true : undefined), 10_000);
+    await admin.query("SELECT pg_notify($1, 'after')", [channel]);
+    await waitFor("a notification after reconnecting", () => (received.includes("after") ? true : undefined));
+    expect(received).to.deep.equal(["before", "after"]);
+  });
+
   it("survives pg_terminate_backend of every connection under write load without losing an acknowledged write", async () => {
     const name = `apigw-faults-${process.pid}`;
     const dbUrl = new URL(TEST_DATABASE_URL!);
@@ -133,16 +167,19 @@ describe("store faults (Postgres)", function () {
     await admin.connect();
     cleanup.push(() => admin.end());
 
-    const load = writeLoad(() => cp.managementUrl, "term", 4);
+    const load = writeLoad(() => cp.managementUrl, `term-${process.pid}`, 4);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 5);
     let listenerTerminated = false;
     for (let round = 0; round < 3; round++) {
-      const { rows } = await admin.query<{ query: string; terminated: boolean }>(
-        "SELECT query, pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE application_name = $1",
-        [name],
-      );
-      expect(rows.length).to.be.greaterThan(0);
+      // Each round once the control plane has connected again (the first: the pool and the LISTEN connection).
+      const rows = await waitFor(`the control plane's backends (round ${round + 1})`, async () => {
+        const { rows } = await admin.query<{ query: string; terminated: boolean }>(
+          "SELECT query, pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE application_name = $1",
+          [name],
+        );
+        return rows.length > 0 ? rows : undefined;
+      }, 10_000, 20);
       listenerTerminated ||= rows.some((r) => r.terminated && r.query.startsWith("LISTEN"));
       await sleep(150);
     }
@@ -163,7 +200,7 @@ describe("store faults (Postgres)", function () {
     const cp = harness();
     const watcher = new RouteWatcher(`127.0.0.1:${cp.xdsPort}`, { id: "faults-restart" });
     cleanup.push(() => watcher.close());
-    const load = writeLoad(() => cp.managementUrl, "restart", 4);
+    const load = writeLoad(() => cp.managementUrl, `restart-${process.pid}`, 4);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 5);
 
@@ -205,7 +242,7 @@ describe("store faults (Postgres)", function () {
     const first = new ChildControlPlane(env, ports);
     cleanup.push(() => first.stop());
     await first.start();
-    const load = writeLoad(() => first.managementUrl, "kill", 4, 0);
+    const load = writeLoad(() => first.managementUrl, `kill-${process.pid}`, 4, 0);
     cleanup.push(async () => void (await load.stop()));
     await moreAcknowledged(load.result, 0, 10);
     await first.kill();

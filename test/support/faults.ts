@@ -205,6 +205,8 @@ export class ChildControlPlane {
     this.exit = new Promise((r) => child.once("exit", (code) => r(code)));
     try {
       await waitReady(this.adminUrl, timeoutMs);
+      // Not another process on these ports answering in its place.
+      if (!this.running) throw new Error("the control plane exited");
     } catch (error) {
       throw new Error(`${(error as Error).message}; its output:\n${this.output}`);
     }

@@ -8,7 +8,8 @@ import net from "node:net";
  */
 export class TcpProxy {
   private server?: net.Server;
-  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  private readonly pairs = new Set<{ client: net.Socket; upstream?: net.Socket }>();
+  private frozen = false;
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -40,7 +41,7 @@ export class TcpProxy {
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const { client, upstream } of this.pairs) {
       client.destroy();
-      upstream.destroy();
+      upstream?.destroy();
     }
     this.pairs.clear();
     await closed;
@@ -51,7 +52,32 @@ export class TcpProxy {
   }
 
   async close(): Promise<void> {
+    this.frozen = false;
     await this.cut();
+  }
+
+  /**
+   * A silent network: connections stay open but nothing passes either way (no reset, no close),
+   * and new connections are accepted and never answered. Only a timeout can notice it.
+   */
+  freeze(): void {
+    this.frozen = true;
+    for (const { client, upstream } of this.pairs) {
+      client.unpipe();
+      upstream?.unpipe();
+      client.pause();
+      upstream?.pause();
+    }
+  }
+
+  /** The network is back: the connections frozen meanwhile are dropped (they were given up on), new ones pass. */
+  thaw(): void {
+    this.frozen = false;
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream?.destroy();
+    }
+    this.pairs.clear();
   }
 
   get connections(): number {
@@ -59,6 +85,13 @@ export class TcpProxy {
   }
 
   private accept(client: net.Socket): void {
+    if (this.frozen) {
+      const pair = { client };
+      this.pairs.add(pair);
+      client.pause();
+      client.on("error", () => undefined).on("close", () => this.pairs.delete(pair));
+      return;
+    }
     const upstream = net.connect(this.target.port, this.target.host);
     const pair = { client, upstream };
     this.pairs.add(pair);

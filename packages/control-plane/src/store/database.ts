@@ -37,7 +37,7 @@ async function openServer(url: string, logger: Logger): Promise<Database> {
   // IP, a cut network) is noticed by TCP instead of hanging. Knex keeps an error listener on every
   // pooled client (it marks the client disposed and never hands it out again), so a server going
   // away while clients sit idle in the pool does not crash the process.
-  const client = { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true };
+  const client = { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
   const listeners: PgListener[] = [];
   const knex = knexPkg.knex({
     client: "pg",

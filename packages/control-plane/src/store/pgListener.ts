@@ -11,6 +11,14 @@ export interface PgListenerOptions {
   /** Backoff between reconnection attempts: doubles from `retryInitialMs` up to `retryMaxMs`. */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /**
+   * A connection that only LISTENs sends nothing, so a server that vanished without a reset (a
+   * failover behind a virtual IP, a cut network) would go unnoticed for as long as TCP keep-alive
+   * takes (minutes). Every `heartbeatMs` it runs `SELECT 1`; no answer within
+   * `heartbeatTimeoutMs` counts as a lost connection.
+   */
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
 }
 
 /**
@@ -32,6 +40,7 @@ export class PgListener {
   private reconnecting = false;
   private attempt = 0;
   private wakeUp?: () => void;
+  private heartbeat?: NodeJS.Timeout;
 
   constructor(
     private readonly url: string,
@@ -74,12 +83,34 @@ export class PgListener {
       return;
     }
     this.client = client;
+    this.startHeartbeat(client);
+  }
+
+  private startHeartbeat(client: pg.Client): void {
+    clearInterval(this.heartbeat);
+    const every = this.options.heartbeatMs ?? 30_000;
+    if (every <= 0) return;
+    let beating = false;
+    this.heartbeat = setInterval(() => {
+      if (client !== this.client || beating) return;
+      beating = true;
+      client
+        .query({ text: "SELECT 1", query_timeout: this.options.heartbeatTimeoutMs ?? 10_000 } as pg.QueryConfig)
+        .catch((error: Error) => {
+          // The socket may hang rather than fail: destroy it, so nothing waits on it any more.
+          destroySocket(client);
+          this.lost(client, error);
+        })
+        .finally(() => (beating = false));
+    }, every);
+    this.heartbeat.unref();
   }
 
   /** The current connection failed or ended: drop it and reconnect (once, whatever it emits next). */
   private lost(client: pg.Client, error?: Error): void {
     if (client !== this.client || this.closed) return;
     this.client = undefined;
+    clearInterval(this.heartbeat);
     this.logger.warn({ err: error?.message ?? "connection ended", channel: this.channel }, "change listener lost its connection; reconnecting");
     void client.end().catch(() => undefined);
     void this.reconnect();
@@ -119,6 +150,11 @@ export class PgListener {
     }
   }
 
+  /** Whether it holds a live, subscribed connection (false while reconnecting). */
+  get connected(): boolean {
+    return this.client !== undefined;
+  }
+
   /**
    * The server answers again (another connection to it just succeeded): try now rather than at
    * the end of the backoff, so that the consumer's reload, and the changes made meanwhile, are
@@ -131,9 +167,23 @@ export class PgListener {
   async close(): Promise<void> {
     this.closed = true;
     this.wake();
+    clearInterval(this.heartbeat);
     const client = this.client;
     this.client = undefined;
-    // Its error listener stays (see the class comment); end() on a dead client just resolves.
-    if (client) await client.end().catch(() => undefined);
+    // Its error listener stays (see the class comment). end() waits for the server's goodbye,
+    // which a silent network never delivers: after a while the socket is simply destroyed.
+    if (client) {
+      let timer: NodeJS.Timeout | undefined;
+      const ended = client.end().catch(() => undefined);
+      const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, 2000)));
+      await Promise.race([ended, gaveUp]);
+      clearTimeout(timer);
+      destroySocket(client);
+    }
   }
+}
+
+/** pg exposes no way to drop a connection without the server's cooperation; its socket is `connection.stream`. */
+function destroySocket(client: pg.Client): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
