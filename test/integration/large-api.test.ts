@@ -108,6 +108,25 @@ async function largeApiThenWrites(cp: ControlPlane, gatewayId: string): Promise<
   }
 }
 
+/**
+ * Runs a write transaction that, after writing, sends a statement deep enough to overflow the
+ * embedded engine's stack (a row-value IN list of this length). PGlite itself would swallow the
+ * exception and leave Postgres's transaction state broken; the store must fail the statement.
+ */
+async function faultInsideTransaction(cp: ControlPlane): Promise<Error & { status?: number; code?: string }> {
+  const deep = Array.from({ length: 3000 }, (_, i) => `(${i}, 0)`).join(", ");
+  try {
+    await writeTransaction(cp.database.knex, async (tx, changes) => {
+      await tx("plugins").insert({ name: "lost-in-fault", type: "cors", params: "{}", created_at: new Date(), updated_at: new Date() });
+      changes.record({ entity: "plugin", id: "lost-in-fault", op: "create" });
+      await tx.raw(`SELECT 1 WHERE (1, 1) IN (${deep})`);
+    });
+  } catch (error) {
+    return error as Error & { status?: number; code?: string };
+  }
+  throw new Error("the faulty statement did not fail");
+}
+
 describe("an API with 1,000 operations (WSO2's limit)", function () {
   this.timeout(60_000);
 
@@ -154,23 +173,9 @@ describe("an API with 1,000 operations (WSO2's limit)", function () {
 
     it("reports a fault inside PGlite's engine on /ready, answers 503, then reopens with the committed data", async () => {
       expect((await call(cp, "POST", "/rest-apis", apiWithOperations("before-fault", 2))).status).to.equal(201);
-      // A statement deep enough to overflow the engine's stack (a row-value IN list of this
-      // length), inside a write transaction that already wrote: PGlite itself would swallow the
-      // exception and leave Postgres's transaction state broken.
-      const deep = Array.from({ length: 3000 }, (_, i) => `(${i}, 0)`).join(", ");
-      let failure: (Error & { status?: number; code?: string }) | undefined;
-      try {
-        await writeTransaction(cp.database.knex, async (tx, changes) => {
-          await tx("plugins").insert({ name: "lost-in-fault", type: "cors", params: "{}", created_at: new Date(), updated_at: new Date() });
-          changes.record({ entity: "plugin", id: "lost-in-fault", op: "create" });
-          await tx.raw(`SELECT 1 WHERE (1, 1) IN (${deep})`);
-        });
-      } catch (error) {
-        failure = error as typeof failure;
-      }
-      expect(failure, "the faulty statement must fail").to.not.equal(undefined);
-      expect(failure!.status).to.equal(503);
-      expect(failure!.code).to.equal("57P03");
+      const failure = await faultInsideTransaction(cp);
+      expect(failure.status).to.equal(503);
+      expect(failure.code).to.equal("57P03");
 
       // While the database is reopened: not ready, and writes answer 503 with Retry-After.
       expect(await ready(cp)).to.equal(503);
@@ -206,7 +211,7 @@ describe("an API with 1,000 operations (WSO2's limit)", function () {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it("keeps the large API across a restart, and writes after it still reach the gateway", async () => {
+    it("keeps the large API across a restart and an engine fault, and writes after them still reach the gateway", async () => {
       cp = await startControlPlane(embeddedConfig(dir));
       expect((await call(cp, "POST", "/rest-apis", apiWithOperations("large", WSO2_MAX_OPERATIONS))).status).to.equal(201);
       await cp.stop();
@@ -219,6 +224,14 @@ describe("an API with 1,000 operations (WSO2's limit)", function () {
       const gateway = new Gateway(cp, "large-data-dir");
       try {
         await gateway.until("the large API after the restart", (paths) => paths.has(LAST));
+
+        // A fault inside the engine: the directory is reopened with the committed data.
+        expect((await faultInsideTransaction(cp)).status).to.equal(503);
+        expect(await ready(cp)).to.equal(503);
+        await waitFor("the embedded database to be reopened", async () => ((await ready(cp!)) === 200 ? true : undefined), 30_000, 50);
+        expect((await call(cp, "GET", "/rest-apis/large")).body.spec.operations).to.have.length(WSO2_MAX_OPERATIONS);
+        expect((await cp.database.knex("plugins").where({ name: "lost-in-fault" })).length).to.equal(0);
+
         expect((await call(cp, "POST", "/rest-apis", apiWithOperations("small", 2))).status).to.equal(201);
         await gateway.until("the API created after the restart", (paths) => paths.has("/small/v1/res0/{id}"));
         const changed = apiWithOperations("large", WSO2_MAX_OPERATIONS);
