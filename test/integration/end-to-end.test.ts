@@ -9,7 +9,7 @@ import { testConfig, TEST_MASTER_KEY } from "../support/environment";
 import { ExtAuthzClient } from "../support/extAuthzClient";
 import { restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
-import { connectDelta, connectSotw, decodeDelta, decodeSotw, type DeltaClient, type SotwClient } from "../support/xdsClient";
+import { connectDelta, connectSotw, decodeDelta, decodeSotw, routePaths, type DeltaClient, type SotwClient } from "../support/xdsClient";
 import type { DeltaDiscoveryResponse, DiscoveryResponse } from "../../packages/control-plane/src/xds/protocol";
 
 const T = XDS_TYPE_URLS;
@@ -18,18 +18,6 @@ const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379/15"
 
 type Json = Record<string, any>;
 
-/** All route paths (path, prefix or uri template) of a RouteConfiguration, per virtual host. */
-function routePaths(routeConfig: Json): string[] {
-  const out: string[] = [];
-  for (const vhost of routeConfig.virtual_hosts ?? []) {
-    for (const route of vhost.routes ?? []) {
-      if (route.direct_response) continue;
-      const m = route.match ?? {};
-      out.push(m.path ?? m.prefix ?? m.path_match_policy?.typed_config?.path_template ?? "?");
-    }
-  }
-  return out;
-}
 
 /** Reads SotW responses, ACKing each, until `done` holds for the latest resources of each type. */
 async function sotwUntil(client: SotwClient, state: Map<string, Map<string, Json>>, done: () => boolean, timeoutMs = 5000): Promise<void> {

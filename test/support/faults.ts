@@ -10,7 +10,7 @@ import { USERS } from "./environment";
 import { BASE } from "./client";
 import { restApi } from "./fixtures";
 import { sleep, waitFor } from "./wait";
-import { connectSotw, decodeSotw, type SotwClient } from "./xdsClient";
+import { connectSotw, decodeSotw, routePaths, type SotwClient } from "./xdsClient";
 
 export const ROUTE_CONFIG = "apigw-routes";
 
@@ -150,17 +150,6 @@ export class RouteWatcher {
   }
 }
 
-function routePaths(routeConfig: Record<string, any>): string[] {
-  const out: string[] = [];
-  for (const vhost of routeConfig.virtual_hosts ?? []) {
-    for (const route of vhost.routes ?? []) {
-      if (route.direct_response) continue;
-      const m = route.match ?? {};
-      out.push(m.path ?? m.prefix ?? m.path_match_policy?.typed_config?.path_template ?? "?");
-    }
-  }
-  return out;
-}
 
 /** A control plane in a child process (`npm start`'s entry point), on the given ports. */
 export class ChildControlPlane {

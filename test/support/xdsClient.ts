@@ -286,3 +286,16 @@ export function connectDelta(address: string, node: TestNode): DeltaClient {
   call.on("close", () => c.close());
   return new DeltaClient(call, node, decodeDelta);
 }
+
+/** All forwarding route paths (path, prefix or URI template) of a RouteConfiguration, in order. */
+export function routePaths(routeConfig: Record<string, any>): string[] {
+  const out: string[] = [];
+  for (const vhost of routeConfig.virtual_hosts ?? []) {
+    for (const route of vhost.routes ?? []) {
+      if (route.direct_response) continue;
+      const m = route.match ?? {};
+      out.push(m.path ?? m.prefix ?? m.path_match_policy?.typed_config?.path_template ?? "?");
+    }
+  }
+  return out;
+}
