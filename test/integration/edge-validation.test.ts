@@ -194,6 +194,8 @@ describe("validation at the edge", () => {
     it("refuses nesting deeper than 32 levels", async () => {
       let deep: unknown = "leaf";
       for (let i = 0; i < 40; i++) deep = { deep };
+      // A YAML alias that contains itself is a cycle, not just a deep value: refused the same way.
+      await refused(() => post("/applications", "name: deep-app\ntags: &t {a: *t}\n", { contentType: "application/yaml" }), "tags.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a", /nested too deeply/);
       await refused(() => post("/applications", { name: "deep-app", tags: deep }), "tags.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep.deep", /nested too deeply/);
     });
   });
