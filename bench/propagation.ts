@@ -18,10 +18,7 @@
  */
 import { fork, spawnSync } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
-import pg from "pg";
 import type { Histogram } from "prom-client";
-import { loadConfig } from "../packages/control-plane/src/config";
-import { startControlPlane } from "../packages/control-plane/src/controlPlane";
 import {
   ADS_DELTA_PATH,
   ADS_SOTW_PATH,
@@ -35,7 +32,7 @@ import {
   type DiscoveryRequest,
   type DiscoveryResponse,
 } from "../packages/control-plane/src/xds";
-import { benchApi, mb, percentile, seedApis } from "./seed";
+import { benchApi, mb, percentile, seedApis, startBenchControlPlane } from "./seed";
 
 const T = XDS_TYPE_URLS;
 const ROUTES = "apigw-routes";
@@ -121,26 +118,7 @@ function clients(address: string): void {
 // One size: control plane, seed, clients, changes.
 
 async function child(size: number): Promise<void> {
-  if (url) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;");
-    await client.end();
-  }
-  const controlPlane = await startControlPlane(
-    loadConfig({
-      ...(url ? { DATABASE_URL: url } : { DATA_DIR: "memory://" }),
-      MASTER_KEY: "bench-master-key-0123456789abcdef",
-      ADMIN_PASSWORD: "admin-bench",
-      MANAGEMENT_PORT: "0",
-      ADMIN_PORT: "0",
-      XDS_PORT: "0",
-      EXT_AUTHZ_PORT: "0",
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "silent",
-      XDS_COALESCE_MS: process.env.XDS_COALESCE_MS ?? "2",
-    }),
-  );
+  const controlPlane = await startBenchControlPlane(url, { XDS_COALESCE_MS: process.env.XDS_COALESCE_MS ?? "2" });
   await seedApis(controlPlane.database.knex, size);
   controlPlane.pipeline.requestFull();
   await controlPlane.pipeline.settled();

@@ -9,35 +9,14 @@
  *
  * The database's public schema is dropped and created again: use a throwaway database.
  */
-import pg from "pg";
-import { loadConfig } from "../packages/control-plane/src/config";
-import { startControlPlane } from "../packages/control-plane/src/controlPlane";
 import { currentRevision } from "../packages/control-plane/src/store/changes";
-import { benchApi, percentile } from "./seed";
+import { benchApi, percentile, startBenchControlPlane } from "./seed";
 
 const url = process.env.BENCH_DATABASE_URL;
 const count = Number(process.env.BENCH_APIS ?? 2000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
 
-if (url) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  await client.query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;");
-  await client.end();
-}
-const controlPlane = await startControlPlane(
-  loadConfig({
-    ...(url ? { DATABASE_URL: url } : { DATA_DIR: "memory://" }),
-    MASTER_KEY: "bench-master-key-0123456789abcdef",
-    ADMIN_PASSWORD: "admin-bench",
-    MANAGEMENT_PORT: "0",
-    ADMIN_PORT: "0",
-    XDS_PORT: "0",
-    EXT_AUTHZ_PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "silent",
-  }),
-);
+const controlPlane = await startBenchControlPlane(url);
 const auth = "Basic " + Buffer.from("admin:admin-bench").toString("base64");
 const latencies: number[] = [];
 let next = 0;

@@ -1,4 +1,7 @@
 import type { Knex } from "knex";
+import pg from "pg";
+import { loadConfig } from "../packages/control-plane/src/config";
+import { startControlPlane, type ControlPlane } from "../packages/control-plane/src/controlPlane";
 import { writeTransaction } from "../packages/control-plane/src/store/changes";
 import { createApi } from "../packages/control-plane/src/store/repositories/restApis";
 import { restApiRequestSchema, type RestApiRequest } from "../packages/control-plane/src/rest/schemas/restApi";
@@ -44,3 +47,27 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** A control plane for a benchmark: on BENCH_DATABASE_URL (its public schema dropped and created again) or the embedded store in memory. */
+export async function startBenchControlPlane(url: string | undefined, extra: Record<string, string> = {}): Promise<ControlPlane> {
+  if (url) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;");
+    await client.end();
+  }
+  return startControlPlane(
+    loadConfig({
+      ...(url ? { DATABASE_URL: url } : { DATA_DIR: "memory://" }),
+      MASTER_KEY: "bench-master-key-0123456789abcdef",
+      ADMIN_PASSWORD: "admin-bench",
+      MANAGEMENT_PORT: "0",
+      ADMIN_PORT: "0",
+      XDS_PORT: "0",
+      EXT_AUTHZ_PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "silent",
+      ...extra,
+    }),
+  );
+}
