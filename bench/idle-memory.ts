@@ -18,6 +18,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { benchApi } from "./seed";
 
 const apis = Number(process.env.BENCH_APIS ?? 1000);
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 5000);
@@ -117,26 +118,6 @@ async function send(method: string, path: string, body?: unknown): Promise<void>
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 200)}`);
 }
 
-function smallApi(name: string) {
-  return {
-    apiVersion: "gateway.api-platform.wso2.com/v1alpha1",
-    kind: "RestApi",
-    metadata: { name },
-    spec: {
-      displayName: name,
-      version: "v1",
-      context: `/${name}/$version`,
-      upstream: { main: { url: "http://127.0.0.1:9/" } },
-      operations: [
-        { method: "GET", path: "/items" },
-        { method: "POST", path: "/items" },
-        { method: "GET", path: "/items/{id}" },
-        { method: "PUT", path: "/items/{id}" },
-        { method: "DELETE", path: "/items/{id}" },
-      ],
-    },
-  };
-}
 
 /** `count` requests, 8 at a time. */
 async function inParallel(count: number, each: (i: number) => Promise<void>): Promise<void> {
@@ -155,8 +136,8 @@ async function measure(store: string, env: Record<string, string>, withApis: boo
     await sleep(settleMs);
     const row: Row = { store, idle: await read(child) };
     if (withApis && apis > 0) {
-      const name = (i: number) => `idle-bench-${i}`;
-      await inParallel(apis, (i) => send("POST", "/rest-apis", smallApi(name(i))));
+      const name = (i: number) => benchApi(i).metadata.name;
+      await inParallel(apis, (i) => send("POST", "/rest-apis", benchApi(i)));
       await sleep(settleMs);
       row.loaded = await read(child);
       await inParallel(apis, (i) => send("DELETE", `/rest-apis/${name(i)}`));

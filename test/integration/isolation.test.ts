@@ -5,6 +5,7 @@ import { createApi, getApiOr404, updateApi } from "../../packages/control-plane/
 import { admissionCheck } from "../../packages/control-plane/src/pipeline/admission";
 import { translatorOptions } from "../../packages/control-plane/src/controlPlane";
 import { XDS_TYPE_URLS } from "../../packages/control-plane/src/xds";
+import { GatewayPipeline } from "../../packages/control-plane/src/pipeline/gatewayPipeline";
 import { get, post, put } from "../support/client";
 import { otherApi, restApi } from "../support/fixtures";
 import { harness } from "../support/hooks";
@@ -118,4 +119,26 @@ describe("isolation: one API's problem never blocks another", () => {
     const after = await get("/rest-apis/reading-list-api-v1.0");
     expect((after.body.status.conditions as Json[]).find((c) => c.type === "Accepted")).to.include({ status: "True" });
   });
+
+  it("reports a gateway group whose build fails as a whole in its health (/ready), not as published", async () => {
+    // Options the translator refuses make every build of the group throw, whatever the APIs.
+    const { knex } = harness().database;
+    const pipeline = new GatewayPipeline({
+      knex,
+      database: harness().database,
+      logger: harness().logger.child({ test: "unpublished" }),
+      translator: { httpPort: 8080, tls: { port: 8080, certificateChain: { filename: "/c" }, privateKey: { filename: "/k" } } },
+    });
+    await pipeline.start();
+    try {
+      const health = pipeline.health();
+      expect(health.ok).to.equal(false);
+      expect(health.lastError).to.contain("default");
+      expect(pipeline.cache.getSnapshot("default")).to.equal(undefined);
+    } finally {
+      await pipeline.stop();
+    }
+    expect(harness().pipeline.health().ok).to.equal(true);
+  });
 });
+

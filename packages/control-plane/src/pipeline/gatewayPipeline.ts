@@ -40,9 +40,10 @@ export interface PipelineHealth {
  * From store changes to xDS snapshots: keeps the deployed APIs in memory, re-reads only the APIs
  * a change notification names (a full reload after a truncated notification or a reconnect of
  * the change feed), and, after a short coalescing window, translates and publishes a snapshot
- * for every gateway group that has connected (plus the default group). A configuration that
- * fails validation is never published: the last good snapshot stays, and the error is logged and
- * counted. A reload that fails (the store unreachable) is retried as a full reload with capped
+ * for every gateway group that has connected (plus the default group). Nothing invalid is
+ * published: an API whose configuration fails the Envoy check is held back on its own (isolate())
+ * while the others propagate; should a group's build still throw, the group keeps its last good
+ * snapshot and health() reports it until a build succeeds. A reload that fails (the store unreachable) is retried as a full reload with capped
  * backoff, logged once per outage; health() (the control plane's /ready) and the
  * apigw_store_revision / apigw_published_revision metrics tell whether the gateways keep up.
  *
@@ -88,6 +89,8 @@ export class GatewayPipeline {
   private behindSince?: number;
   private retryTimer?: NodeJS.Timeout;
   private lastPublishRevision = 0;
+  /** Groups whose last build threw, with the error: they serve an older snapshot (see health()). */
+  private readonly unpublished = new Map<string, string>();
 
   constructor(private readonly options: GatewayPipelineOptions) {
     this.coalesceMs = options.coalesceMs ?? 5;
@@ -100,7 +103,11 @@ export class GatewayPipeline {
       const registers = [options.registry];
       this.metrics = {
         rebuilds: new Counter({ name: "apigw_xds_rebuilds_total", help: "Snapshot rebuilds by kind (full or incremental)", labelNames: ["kind"], registers }),
-        failures: new Counter({ name: "apigw_xds_rebuild_failures_total", help: "Rebuilds whose configuration failed translation or validation (not published)", registers }),
+        failures: new Counter({
+          name: "apigw_xds_rebuild_failures_total",
+          help: "Reloads that failed (the store unreachable) and group builds that threw (nothing published); APIs held back by isolation are counted in apigw_xds_isolations_total",
+          registers,
+        }),
         duration: new Histogram({
           name: "apigw_xds_rebuild_seconds",
           help: "Time per rebuild stage",
@@ -223,11 +230,11 @@ export class GatewayPipeline {
   health(boundMs = 10_000): PipelineHealth {
     const behindMs = this.behindSince !== undefined && this.storeRevision > this.revision ? Date.now() - this.behindSince : 0;
     return {
-      ok: this.failures === 0 && behindMs <= boundMs,
+      ok: this.failures === 0 && behindMs <= boundMs && this.unpublished.size === 0,
       storeRevision: this.storeRevision,
       publishedRevision: this.revision,
       failures: this.failures,
-      lastError: this.lastError,
+      lastError: this.lastError ?? (this.unpublished.size ? `gateway group(s) ${[...this.unpublished.keys()].join(", ")}: ${[...this.unpublished.values()][0]}` : null),
       behindMs,
     };
   }
@@ -505,10 +512,12 @@ export class GatewayPipeline {
     for (const group of groups) {
       try {
         this.cache.setSnapshot(group, this.buildFor(group, config), this.revision);
+        this.unpublished.delete(group);
       } catch (error) {
+        this.unpublished.set(group, (error as Error)?.message ?? String(error));
         // Nothing invalid leaves: the group keeps its last good snapshot.
         this.metrics?.failures.inc();
-        this.options.logger.error({ err: error, group, revision: this.revision }, "gateway configuration rejected by validation; keeping the last good snapshot");
+        this.options.logger.error({ err: error, group, revision: this.revision }, "gateway configuration build failed; the group keeps its last good snapshot and /ready says so");
       }
     }
   }

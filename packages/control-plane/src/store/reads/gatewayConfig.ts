@@ -78,26 +78,24 @@ export async function loadGatewayConfig(knex: Knex, options: { handles?: readonl
 
 /** The deployed APIs (or some of them) as read by `db`: a read snapshot, or a write transaction that wants to see its own changes. */
 export async function readGatewayApis(tx: Knex | Knex.Transaction, options: { handles?: readonly string[] } = {}): Promise<GatewayApi[]> {
-  {
-    const query = tx("rest_apis").where({ deployment_state: "deployed" }).orderBy("handle");
-    // `handles` limits the read to some APIs (an incremental update after a change notification).
-    if (options.handles) query.whereIn("handle", [...options.handles]);
-    const rows = (await query.select("id", "handle", "resolved_context", "document", "deployed_at", "updated_at")) as ApiRow[];
-    const bindingQuery = tx("plugin_bindings as b")
-      .join("plugins as p", "p.id", "b.plugin_id")
-      .join("rest_apis as a", "a.id", "b.api_id")
-      .where("a.deployment_state", "deployed")
-      .orderBy([{ column: "b.api_id" }, { column: "b.stage" }, { column: "p.type" }]);
-    if (options.handles) bindingQuery.whereIn("a.handle", [...options.handles]);
-    const bindings = (await bindingQuery.select("b.api_id", "b.stage", "b.plugin_id", "p.name", "p.type", "p.params")) as PluginBindingRow[];
-    const bindingsByApi = new Map<string, PluginBindingRow[]>();
-    for (const binding of bindings) {
-      const list = bindingsByApi.get(binding.api_id) ?? [];
-      list.push(binding);
-      bindingsByApi.set(binding.api_id, list);
-    }
-    return rows.map((row) => toGatewayApi(row, bindingsByApi.get(row.id) ?? []));
+  const query = tx("rest_apis").where({ deployment_state: "deployed" }).orderBy("handle");
+  // `handles` limits the read to some APIs (an incremental update after a change notification).
+  if (options.handles) query.whereIn("handle", [...options.handles]);
+  const rows = (await query.select("id", "handle", "resolved_context", "document", "deployed_at", "updated_at")) as ApiRow[];
+  const bindingQuery = tx("plugin_bindings as b")
+    .join("plugins as p", "p.id", "b.plugin_id")
+    .join("rest_apis as a", "a.id", "b.api_id")
+    .where("a.deployment_state", "deployed")
+    .orderBy([{ column: "b.api_id" }, { column: "b.stage" }, { column: "p.type" }]);
+  if (options.handles) bindingQuery.whereIn("a.handle", [...options.handles]);
+  const bindings = (await bindingQuery.select("b.api_id", "b.stage", "b.plugin_id", "p.name", "p.type", "p.params")) as PluginBindingRow[];
+  const bindingsByApi = new Map<string, PluginBindingRow[]>();
+  for (const binding of bindings) {
+    const list = bindingsByApi.get(binding.api_id) ?? [];
+    list.push(binding);
+    bindingsByApi.set(binding.api_id, list);
   }
+  return rows.map((row) => toGatewayApi(row, bindingsByApi.get(row.id) ?? []));
 }
 
 function toGatewayApi(row: ApiRow, bindings: PluginBindingRow[]): GatewayApi {
